@@ -1,0 +1,26 @@
+# flowrun tasks. `just --list` shows them all.
+
+# Train with the default config; extra arguments are Hydra overrides, e.g. `just train batch_size=16`.
+train *ARGS:
+    cargo run --release --bin train -- --config-name=train_fb_flow_matching {{ARGS}}
+
+# The whole test suite (what CI runs).
+test:
+    cargo test
+
+# Formatting and lints, warnings denied (what CI runs).
+lint:
+    cargo fmt --check
+    cargo clippy --all-targets -- -D warnings
+
+# All benchmarks.
+bench: bench-config
+
+# Wall time of `train --cfg job` on the shipped tree, against Hydra's 567 ms.
+bench-config:
+    cargo bench --bench config_compose
+
+# Hydra conformance through the independent Python checker (needs PyYAML).
+conformance:
+    cargo build --release --bin train
+    python3 tests/hydra_conformance/check.py --cases tests/hydra_conformance/cases --cmd target/release/train

@@ -1,0 +1,290 @@
+//! The Hydra-style command flow shared by flowrun's commands: parse flags, compose, then either
+//! print (`--cfg`, `--info`, `--help`) or create run directories and run each job.
+//!
+//! Nothing below this module prints; errors come back typed and are rendered here, once.
+
+pub mod args;
+pub mod info;
+
+use crate::config::error::ConfigError;
+use crate::config::loader::{parse_overrides, ConfigLoader, RunMode};
+use crate::config::machine::MachineSettings;
+use crate::config::node::{Map, Node, Value};
+use crate::config::repo::{dir_source, ConfigRepository, ConfigSource};
+use crate::config::schema::{load_train_settings, SchemaError};
+use crate::config::sweep::expand_sweeps;
+use crate::config::{emit::to_yaml, SHIPPED_CONF};
+use crate::run::{create_fresh_dir, create_run_dir, RunSnapshot};
+use args::{CfgPart, CommandArgs};
+use clap::Parser;
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Everything that can stop a command, rendered as one message plus an optional hint.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// A config could not be composed, resolved or parsed.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The composed config does not fit the typed schema.
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    /// A flag or path given on the command line is wrong.
+    #[error("{message}")]
+    Usage {
+        /// What is wrong.
+        message: String,
+        /// What to type instead.
+        hint: Option<String>,
+    },
+    /// A file or directory could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl CommandError {
+    fn hint(&self) -> Option<&str> {
+        match self {
+            CommandError::Config(e) => e.hint(),
+            CommandError::Schema(e) => e.hint(),
+            CommandError::Usage { hint, .. } => hint.as_deref(),
+            CommandError::Io { .. } => None,
+        }
+    }
+}
+
+/// The config every command composes by default.
+pub const DEFAULT_CONFIG_NAME: &str = "train_fb_flow_matching";
+
+fn usage(message: impl Into<String>, hint: impl Into<String>) -> CommandError {
+    CommandError::Usage {
+        message: message.into(),
+        hint: Some(hint.into()),
+    }
+}
+
+/// Builds the search path: `--config-dir`s first, then `--config-path` or the shipped tree.
+pub fn build_repository(args: &CommandArgs) -> Result<ConfigRepository, CommandError> {
+    let absolute = |p: &Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut sources = Vec::new();
+    for dir in &args.config_dir {
+        if !dir.is_dir() {
+            return Err(usage(
+                format!("--config-dir {}: no such directory", dir.display()),
+                "give an existing directory of YAML configs",
+            ));
+        }
+        sources.push(dir_source("command-line", &absolute(dir)));
+    }
+    match &args.config_path {
+        Some(p) if !p.is_dir() => {
+            return Err(usage(
+                format!("--config-path {}: no such directory", p.display()),
+                "give the directory that holds the primary config, e.g. --config-path conf",
+            ))
+        }
+        Some(p) => sources.push(dir_source("main", &absolute(p))),
+        None => sources.push(ConfigSource::Embedded {
+            name: "pkg://flowrun/conf".into(),
+            files: SHIPPED_CONF,
+        }),
+    }
+    Ok(ConfigRepository::new(sources))
+}
+
+/// The job part of a config: everything but the `hydra` node.
+pub fn job_part(root: &Node) -> Node {
+    let mut map = Map::new();
+    if let Value::Map(m) = &root.value {
+        for (k, v) in m.iter().filter(|(k, _)| k.as_str() != "hydra") {
+            map.insert(k.clone(), v.clone());
+        }
+    }
+    Node::new(Value::Map(map), root.origin.clone())
+}
+
+fn print_cfg(loader: &ConfigLoader, args: &CommandArgs, name: &str, overrides: &[String], part: CfgPart) -> Result<String, CommandError> {
+    let mode = if args.multirun { RunMode::Multirun } else { RunMode::Run };
+    let parsed = parse_overrides(overrides, mode)?;
+    let composed = loader.compose(name, &parsed, mode)?;
+    let root = if args.resolve {
+        let mut map = Map::new();
+        if let Value::Map(m) = &composed.root.value {
+            for k in m.keys() {
+                if part == CfgPart::Job && k == "hydra" {
+                    continue;
+                }
+                map.insert(k.clone(), loader.resolve(&composed, k)?);
+            }
+        }
+        Node::builtin(Value::Map(map))
+    } else {
+        composed.root.clone()
+    };
+    let shown = match part {
+        CfgPart::Job => job_part(&root),
+        CfgPart::Hydra => {
+            let mut m = Map::new();
+            m.insert("hydra".into(), root.child("hydra").cloned().unwrap_or_else(|| Node::builtin(Value::Map(Map::new()))));
+            Node::builtin(Value::Map(m))
+        }
+        CfgPart::All => root,
+    };
+    match &args.package {
+        None => Ok(to_yaml(&shown)),
+        Some(pkg) => match shown.select(pkg) {
+            Some(n) => Ok(format!("# @package {pkg}\n{}", to_yaml(n))),
+            None => Err(usage(
+                format!("--package {pkg}: no such key in the composed config"),
+                "see the keys with --cfg job",
+            )),
+        },
+    }
+}
+
+/// One job ready to run: its overrides, composed and checked config, and its run directory.
+struct PreparedJob {
+    overrides: Vec<String>,
+    snapshot: RunSnapshot,
+    dir: PathBuf,
+}
+
+fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: RunMode, num: usize) -> Result<PreparedJob, CommandError> {
+    let parsed = parse_overrides(&overrides, RunMode::Run)?;
+    let mut composed = loader.compose(name, &parsed, mode)?;
+    if mode == RunMode::Multirun {
+        if let Some(Node { value: Value::Map(job), .. }) = composed.root.select_mut("hydra.job") {
+            job.insert("num".into(), Node::builtin(Value::Int(num as i64)));
+            job.insert("id".into(), Node::builtin(Value::Str(format!("{num}"))));
+        }
+    }
+    let resolved = loader.resolve(&composed, "")?;
+    let job = job_part(&resolved);
+    let mut missing = Vec::new();
+    crate::config::interp::find_missing(&job, "", &mut missing);
+    if !missing.is_empty() {
+        return Err(ConfigError::MissingValues(missing).into());
+    }
+    load_train_settings(&job)?;
+    let hydra = resolved.child("hydra").cloned().unwrap_or_else(|| Node::builtin(Value::Map(Map::new())));
+    let dir_key = if mode == RunMode::Run { "run.dir" } else { "sweep.subdir" };
+    let dir_text = hydra.select(dir_key).and_then(|n| n.value.as_str()).map(str::to_string);
+    let dir_text = dir_text
+        .or_else(|| hydra.select(dir_key).map(|n| crate::config::pyfmt::python_str(&n.value)))
+        .unwrap_or_default();
+    Ok(PreparedJob {
+        overrides,
+        snapshot: RunSnapshot {
+            config: job,
+            config_unresolved: job_part(&composed.root),
+            overrides: Vec::new(),
+            hydra,
+        },
+        dir: PathBuf::from(dir_text),
+    })
+}
+
+fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn Write) -> Result<(), CommandError> {
+    let io_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| CommandError::Io { path, source }
+    };
+    if !args.multirun {
+        let mut job = prepare_job(loader, name, args.overrides.clone(), RunMode::Run, 0)?;
+        job.snapshot.overrides = job.overrides.clone();
+        let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
+        let _ = writeln!(out, "[train] run directory: {}", dir.display());
+        let _ = write!(out, "{}", to_yaml(&job.snapshot.config));
+        return Ok(());
+    }
+    let parsed = parse_overrides(&args.overrides, RunMode::Multirun)?;
+    let jobs = expand_sweeps(&parsed, &loader.repo)?;
+    let mut prepared = Vec::with_capacity(jobs.len());
+    for (num, overrides) in jobs.into_iter().enumerate() {
+        prepared.push(prepare_job(loader, name, overrides, RunMode::Multirun, num)?);
+    }
+    let sweep_dir_text = prepared
+        .first()
+        .and_then(|j| j.snapshot.hydra.select("sweep.dir"))
+        .and_then(|n| n.value.as_str())
+        .unwrap_or("multirun")
+        .to_string();
+    let sweep_dir = create_fresh_dir(Path::new(&sweep_dir_text)).map_err(io_err(Path::new(&sweep_dir_text)))?;
+    let _ = writeln!(out, "[train] sweep directory: {}", sweep_dir.display());
+    let _ = writeln!(out, "[train] Launching {} jobs locally", prepared.len());
+    for (num, job) in prepared.iter().enumerate() {
+        let _ = writeln!(out, "[train] \t#{num} : {}", job.overrides.join(" "));
+    }
+    let multirun_parsed = parse_overrides(&args.overrides, RunMode::Multirun)?;
+    let composed = loader.compose(name, &multirun_parsed, RunMode::Multirun)?;
+    let multirun_yaml = to_yaml(&composed.root);
+    crate::run::atomic_write(&sweep_dir.join("multirun.yaml"), multirun_yaml.as_bytes()).map_err(io_err(&sweep_dir))?;
+    for (num, mut job) in prepared.into_iter().enumerate() {
+        job.snapshot.overrides = job.overrides.clone();
+        let wanted = sweep_dir.join(&job.dir);
+        let dir = create_run_dir(&wanted, &job.snapshot).map_err(io_err(&wanted))?;
+        let _ = writeln!(out, "[train] job #{num}: {}", dir.display());
+        let _ = write!(out, "{}", to_yaml(&job.snapshot.config));
+    }
+    Ok(())
+}
+
+fn run_command(job_name: &str, argv: Vec<OsString>, out: &mut dyn Write) -> Result<(), CommandError> {
+    let args = CommandArgs::try_parse_from(args::normalize_argv(argv)).map_err(|e| {
+        let text = e.to_string();
+        let first = text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+        usage(first, "see --help for the flags")
+    })?;
+    if args.version {
+        let _ = writeln!(out, "{job_name} (flowrun) {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    let repo = build_repository(&args)?;
+    let machine = MachineSettings::load().map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
+    let loader = ConfigLoader::new(repo, machine, job_name);
+    let name = args.config_name.clone().unwrap_or_else(|| DEFAULT_CONFIG_NAME.to_string());
+    if args.help {
+        let _ = write!(out, "{}", info::help_text(&loader, job_name, &name));
+        return Ok(());
+    }
+    if let Some(topic) = args.info {
+        let text = info::info_text(&loader, &name, &args.overrides, args.multirun, topic)?;
+        let _ = write!(out, "{text}");
+        return Ok(());
+    }
+    if let Some(part) = args.cfg {
+        let text = print_cfg(&loader, &args, &name, &args.overrides, part)?;
+        let _ = write!(out, "{text}");
+        return Ok(());
+    }
+    run_jobs(&loader, &args, &name, out)
+}
+
+/// Runs a flowrun command (`train`, ...) on `argv` and returns the process exit code.
+pub fn main_for(job_name: &str, argv: Vec<OsString>) -> ExitCode {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    match run_command(job_name, argv, &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let _ = out.flush();
+            let mut err = std::io::stderr().lock();
+            let _ = writeln!(err, "error: {e}");
+            if let Some(h) = e.hint() {
+                let _ = writeln!(err, "hint: {h}");
+            }
+            if matches!(e, CommandError::Usage { .. }) {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! flowrun: a Hydra-style composable experiment runner for training generative models.
+//!
+//! The config engine ([`config`]) composes YAML config trees exactly as Hydra 1.3 does; [`run`]
+//! owns run directories; [`cli`] is the command flow shared by the binaries.
+
+pub mod cli;
+pub mod config;
+pub mod run;

@@ -1,0 +1,110 @@
+//! The shipped conf/ tree composes, resolves and fits the typed schema for every documented
+//! command line, in-process (no run directories are created).
+
+use flowrun::cli::args::CommandArgs;
+use flowrun::cli::{build_repository, job_part};
+use flowrun::config::loader::{parse_overrides, ConfigLoader, RunMode};
+use flowrun::config::machine::MachineSettings;
+use flowrun::config::node::Value;
+use flowrun::config::schema::load_train_settings;
+
+fn loader() -> ConfigLoader {
+    let args = CommandArgs {
+        config_path: None,
+        config_name: None,
+        config_dir: Vec::new(),
+        cfg: None,
+        resolve: false,
+        package: None,
+        info: None,
+        multirun: false,
+        help: false,
+        version: false,
+        overrides: Vec::new(),
+    };
+    ConfigLoader::new(build_repository(&args).unwrap(), MachineSettings::default(), "train")
+}
+
+/// Composes, resolves and type-checks; returns the resolved job config.
+fn check(config: &str, overrides: &[&str]) -> flowrun::config::node::Node {
+    let l = loader();
+    let args: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let parsed = parse_overrides(&args, RunMode::Run).unwrap();
+    let composed = l.compose(config, &parsed, RunMode::Run).unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
+    let resolved = l.resolve(&composed, "").unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
+    let job = job_part(&resolved);
+    if let Err(e) = load_train_settings(&job) {
+        panic!("{config} {overrides:?}: {e}");
+    }
+    job
+}
+
+fn get(job: &flowrun::config::node::Node, key: &str) -> Value {
+    job.select(key).unwrap_or_else(|| panic!("no key {key}")).value.clone()
+}
+
+#[test]
+fn flow_matching_defaults() {
+    let job = check("train_fb_flow_matching", &[]);
+    assert_eq!(get(&job, "seed"), Value::Int(42));
+    assert_eq!(get(&job, "batch_size"), Value::Int(64));
+    assert_eq!(get(&job, "max_epochs"), Value::Int(1000));
+    assert_eq!(get(&job, "base_lr"), Value::Float(1e-4));
+    assert_eq!(get(&job, "image_size"), Value::Int(64));
+    assert_eq!(get(&job, "model.sampler.method"), Value::Str("midpoint".into()));
+    assert_eq!(get(&job, "model.sampler.steps"), Value::Int(20));
+    assert_eq!(get(&job, "model.path.scheduler"), Value::Str("condot".into()));
+    assert_eq!(get(&job, "model.net.input_size"), Value::Int(64));
+}
+
+#[test]
+fn diffusion_defaults() {
+    let job = check("train_hf_diffusion", &[]);
+    assert_eq!(get(&job, "model.path.num_train_timesteps"), Value::Int(1000));
+    assert_eq!(get(&job, "model.path.beta_schedule"), Value::Str("squaredcos_cap_v2".into()));
+    assert_eq!(get(&job, "model.path.prediction_type"), Value::Str("epsilon".into()));
+    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddim".into()));
+    assert_eq!(get(&job, "model.sampler.eta"), Value::Float(0.0));
+    assert_eq!(get(&job, "model.sampler.steps"), Value::Int(50));
+}
+
+#[test]
+fn documented_overrides_work_as_in_hydra() {
+    let job = check("train_fb_flow_matching", &["trainer=multi_gpu", "batch_size=128", "base_lr=5e-5", "model.sampler.method=dopri5", "model.path.scheduler=cosine"]);
+    assert_eq!(get(&job, "trainer.strategy"), Value::Str("ddp".into()));
+    assert_eq!(get(&job, "optimizer.lr"), Value::Float(5e-5));
+    assert_eq!(get(&job, "model.sampler.method"), Value::Str("dopri5".into()));
+    let job = check("train_fb_flow_matching", &["path=cosine", "sampling_steps=20"]);
+    assert_eq!(get(&job, "model.path.scheduler"), Value::Str("cosine".into()));
+    let job = check("train_fb_flow_matching", &["trainer=multi_gpu", "trainer.devices=4"]);
+    assert_eq!(get(&job, "trainer.devices"), Value::Int(4));
+    for path in ["condot", "cosine", "vp", "linear_vp", "polynomial"] {
+        for sampler in ["euler", "midpoint", "rk4", "dopri5"] {
+            check("train_fb_flow_matching", &[&format!("path={path}"), &format!("sampler={sampler}")]);
+        }
+    }
+    let job = check("train_hf_diffusion", &["model.sampler.sampler_type=ddpm", "model.sampler.eta=1.0", "model.path.beta_schedule=linear"]);
+    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddpm".into()));
+    check("train_hf_diffusion", &["sampler=ddpm"]);
+    check("train_fb_flow_matching", &["trainer=cpu", "data=namo_npz"]);
+}
+
+#[test]
+fn experiments() {
+    let job = check("train_fb_flow_matching", &["+experiment=baseline"]);
+    assert_eq!(get(&job, "trainer.max_steps"), Value::Int(100_000));
+    assert_eq!(get(&job, "batch_size"), Value::Int(8));
+    assert_eq!(get(&job, "optimizer.weight_decay"), Value::Float(1e-6));
+    assert_eq!(get(&job, "trainer.gradient_clip_val"), Value::Float(10.0));
+    assert_eq!(get(&job, "checkpoint.every_n_steps"), Value::Int(10_000));
+    let job = check("train_fb_flow_matching", &["+experiment=improved"]);
+    assert_eq!(get(&job, "trainer.max_steps"), Value::Int(250_000));
+    assert_eq!(get(&job, "optimizer.lr"), Value::Float(5e-5));
+    let job = check("train_fb_flow_matching", &["+experiment=fast"]);
+    assert_eq!(get(&job, "model.path.num_train_timesteps"), Value::Int(50));
+    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddim".into()));
+    assert_eq!(get(&job, "model.sampler.steps"), Value::Int(5));
+    let job = check("train_fb_flow_matching", &["+experiment=cpu"]);
+    assert_eq!(get(&job, "trainer.accelerator"), Value::Str("cpu".into()));
+    assert_eq!(get(&job, "data.subset"), Value::Int(5));
+}
