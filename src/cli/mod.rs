@@ -169,6 +169,7 @@ fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: 
     let job = job_part(&resolved);
     let mut missing = Vec::new();
     crate::config::interp::find_missing(&job, "", &mut missing);
+    missing.retain(|m| composed.root.select(&m.key).is_some_and(|raw| raw.value.is_missing()));
     if !missing.is_empty() {
         return Err(ConfigError::MissingValues(missing).into());
     }
@@ -179,12 +180,13 @@ fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: 
     let dir_text = dir_text
         .or_else(|| hydra.select(dir_key).map(|n| crate::config::pyfmt::python_str(&n.value)))
         .unwrap_or_default();
+    let task_overrides = parsed.iter().filter(|o| !o.is_hydra()).map(|o| o.input.clone()).collect();
     Ok(PreparedJob {
         overrides,
         snapshot: RunSnapshot {
             config: job,
             config_unresolved: job_part(&composed.root),
-            overrides: Vec::new(),
+            overrides: task_overrides,
             hydra,
         },
         dir: PathBuf::from(dir_text),
@@ -197,8 +199,7 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
         move |source| CommandError::Io { path, source }
     };
     if !args.multirun {
-        let mut job = prepare_job(loader, name, args.overrides.clone(), RunMode::Run, 0)?;
-        job.snapshot.overrides = job.overrides.clone();
+        let job = prepare_job(loader, name, args.overrides.clone(), RunMode::Run, 0)?;
         let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
         let _ = writeln!(out, "[train] run directory: {}", dir.display());
         let _ = write!(out, "{}", to_yaml(&job.snapshot.config));
@@ -222,12 +223,10 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
     for (num, job) in prepared.iter().enumerate() {
         let _ = writeln!(out, "[train] \t#{num} : {}", job.overrides.join(" "));
     }
-    let multirun_parsed = parse_overrides(&args.overrides, RunMode::Multirun)?;
-    let composed = loader.compose(name, &multirun_parsed, RunMode::Multirun)?;
+    let composed = loader.compose_sweep(name, &parsed)?;
     let multirun_yaml = to_yaml(&composed.root);
     crate::run::atomic_write(&sweep_dir.join("multirun.yaml"), multirun_yaml.as_bytes()).map_err(io_err(&sweep_dir))?;
-    for (num, mut job) in prepared.into_iter().enumerate() {
-        job.snapshot.overrides = job.overrides.clone();
+    for (num, job) in prepared.into_iter().enumerate() {
         let wanted = sweep_dir.join(&job.dir);
         let dir = create_run_dir(&wanted, &job.snapshot).map_err(io_err(&wanted))?;
         let _ = writeln!(out, "[train] job #{num}: {}", dir.display());

@@ -288,7 +288,7 @@ fn merge_override(target: &mut Node, value: Node, force_add: bool) -> Result<(),
                         merge_override(existing, v, force_add)?;
                     }
                     Some(existing) => {
-                        if !(v.value.is_missing() && !existing.value.is_missing()) {
+                        if !v.value.is_missing() || existing.value.is_missing() {
                             *existing = v;
                         }
                     }

@@ -467,7 +467,7 @@ mod tests {
 
     #[test]
     fn keeps_types_and_formats_strings_like_python() {
-        let n = resolve("a: 1e-4\nb: ${a}\nc: x${a}_${d}\nd: true\ne: ${.a}\nf: {g: ${..a}}\nh: '\\${a}'\n").unwrap();
+        let n = resolve("a: 1e-4\nb: ${a}\nc: x${a}_${d}\nd: true\ne: ${.a}\nf: {g: '${..a}'}\nh: '\\${a}'\n").unwrap();
         assert_eq!(n.select("b").unwrap().value, Value::Float(1e-4));
         assert_eq!(n.select("c").unwrap().value, Value::Str("x0.0001_True".into()));
         assert_eq!(n.select("e").unwrap().value, Value::Float(1e-4));

@@ -138,9 +138,20 @@ impl ConfigLoader {
 
     /// Composes `config_name` with `overrides` and fills the `hydra` node's runtime fields.
     pub fn compose(&self, config_name: &str, overrides: &[Override], mode: RunMode) -> Result<Composed, ConfigError> {
+        self.compose_impl(config_name, overrides, mode, false)
+    }
+
+    /// Composes the sweep's own config (`multirun.yaml`): sweep overrides are recorded in
+    /// `hydra.overrides.task` but not applied, and mandatory groups may stay unchosen.
+    pub fn compose_sweep(&self, config_name: &str, overrides: &[Override]) -> Result<Composed, ConfigError> {
+        self.compose_impl(config_name, overrides, RunMode::Multirun, true)
+    }
+
+    fn compose_impl(&self, config_name: &str, overrides: &[Override], mode: RunMode, sweep_master: bool) -> Result<Composed, ConfigError> {
         let config_name = config_name.strip_suffix(".yaml").unwrap_or(config_name);
         let hydra = self.hydra_base(config_name, mode)?;
-        let mut composed = compose(&self.repo, config_name, overrides, hydra, false)?;
+        let applied: Vec<Override> = overrides.iter().filter(|o| !(sweep_master && o.is_sweep())).cloned().collect();
+        let mut composed = compose(&self.repo, config_name, &applied, hydra, sweep_master)?;
         let (hydra_ovs, task_ovs): (Vec<&Override>, Vec<&Override>) = overrides.iter().partition(|o| o.is_hydra());
         let as_list = |ovs: &[&Override]| Node::builtin(Value::List(ovs.iter().map(|o| str_node(&o.input)).collect()));
         set(&mut composed.root, "hydra.overrides.task", as_list(&task_ovs));

@@ -186,7 +186,10 @@ impl Node {
     pub fn child_mut(&mut self, key: &str) -> Option<&mut Node> {
         match &mut self.value {
             Value::Map(m) => m.get_mut(key),
-            Value::List(items) => key.parse::<usize>().ok().and_then(move |i| items.get_mut(i)),
+            Value::List(items) => key
+                .parse::<usize>()
+                .ok()
+                .and_then(move |i| items.get_mut(i)),
             _ => None,
         }
     }

@@ -44,17 +44,6 @@ pub fn git_state(dir: &Path) -> Option<(String, bool)> {
     Some((commit, dirty))
 }
 
-fn with_key(node: &Node, key: &str, value: Node) -> Node {
-    let mut m = Map::new();
-    m.insert(key.to_string(), value);
-    if let Value::Map(existing) = &node.value {
-        for (k, v) in existing {
-            m.insert(k.clone(), v.clone());
-        }
-    }
-    Node::builtin(Value::Map(m))
-}
-
 /// Creates the run directory at `wanted` (or a fresh sibling when taken) and writes `.hydra/`.
 pub fn create_run_dir(wanted: &Path, snapshot: &RunSnapshot) -> io::Result<PathBuf> {
     let dir = create_fresh_dir(wanted)?;
@@ -90,7 +79,9 @@ pub fn write_snapshot(dir: &Path, snapshot: &RunSnapshot) -> io::Result<()> {
             }
         }
     }
-    let wrapped = with_key(&Node::builtin(Value::Map(Map::new())), "hydra", hydra);
+    let mut wrapped = Map::new();
+    wrapped.insert("hydra".into(), hydra);
+    let wrapped = Node::builtin(Value::Map(wrapped));
     atomic_write(&hydra_dir.join("hydra.yaml"), to_yaml(&wrapped).as_bytes())?;
     Ok(())
 }

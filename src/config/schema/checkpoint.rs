@@ -1,0 +1,73 @@
+//! `checkpoint`: when to save weights and which to keep.
+
+use super::check::{at_least_one, ensure};
+use super::de::NodeDe;
+use super::target::Validate;
+use super::SchemaError;
+use serde::Deserialize;
+
+/// When to save checkpoints and which to keep (Lightning's `ModelCheckpoint`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSettings {
+    /// Also save the latest weights as `last.ckpt`.
+    pub save_last: bool,
+    /// Keep the best this many checkpoints (0: none, -1: all).
+    pub save_top_k: i64,
+    /// The logged metric that ranks checkpoints.
+    pub monitor: String,
+    /// Whether lower or higher `monitor` is better.
+    pub mode: CheckpointMode,
+    /// Save every this many epochs (null: not by epoch).
+    pub every_n_epochs: Option<u64>,
+    /// Save every this many optimizer steps (null: not by step).
+    pub every_n_steps: Option<u64>,
+}
+
+/// Whether lower or higher values of the monitored metric are better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckpointMode {
+    /// Lower is better (losses).
+    Min,
+    /// Higher is better (accuracies).
+    Max,
+}
+
+impl Validate for CheckpointSettings {
+    fn validate(&self, at: &NodeDe<'_>) -> Result<(), SchemaError> {
+        ensure(
+            self.save_top_k >= -1,
+            at,
+            "save_top_k",
+            || {
+                format!(
+                    "must be -1 (keep all), 0 (keep none) or more, found {}",
+                    self.save_top_k
+                )
+            },
+            || format!("set {}=1", at.key_of("save_top_k")),
+        )?;
+        ensure(
+            !self.monitor.trim().is_empty(),
+            at,
+            "monitor",
+            || "must name a logged metric, found an empty string".to_string(),
+            || format!("set {}=val_loss", at.key_of("monitor")),
+        )?;
+        for (key, value) in [
+            ("every_n_epochs", self.every_n_epochs),
+            ("every_n_steps", self.every_n_steps),
+        ] {
+            if let Some(n) = value {
+                at_least_one(at, key, n).map_err(|e| {
+                    e.with_hint(format!(
+                        "set {}=1 or more, or null to turn it off",
+                        at.key_of(key)
+                    ))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
