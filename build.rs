@@ -22,16 +22,22 @@ fn collect(dir: &Path, root: &Path, out: &mut Vec<(String, PathBuf)>) {
 }
 
 fn main() {
-    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let manifest =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let conf = manifest.join("conf");
     println!("cargo:rerun-if-changed=conf");
     let mut files = Vec::new();
     collect(&conf, &conf, &mut files);
     let mut code = String::from("/// The shipped config tree: (path relative to conf/, file text).\npub static EMBEDDED_CONF: &[(&str, &str)] = &[\n");
     for (rel, path) in files {
-        let _ = writeln!(code, "    ({rel:?}, include_str!({:?})),", path.to_string_lossy());
+        let _ = writeln!(
+            code,
+            "    ({rel:?}, include_str!({:?})),",
+            path.to_string_lossy()
+        );
     }
     code.push_str("];\n");
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_conf.rs");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("embedded_conf.rs");
     std::fs::write(out, code).expect("write embedded_conf.rs");
 }

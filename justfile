@@ -23,4 +23,4 @@ bench-config:
 # Hydra conformance through the independent Python checker (needs PyYAML).
 conformance:
     cargo build --release --bin train
-    python3 tests/hydra_conformance/check.py --cases tests/hydra_conformance/cases --cmd target/release/train
+    python3 tests/hydra_conformance/check.py --cases tests/hydra_conformance/cases --cmd "$PWD/target/release/train"

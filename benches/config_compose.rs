@@ -26,19 +26,44 @@ fn main() {
     let dir = std::env::temp_dir();
     let cases: &[(&str, &[&str])] = &[
         ("--cfg job (defaults)", &["--cfg", "job"]),
-        ("--cfg job --resolve, README overrides", &["--cfg", "job", "--resolve", "trainer=multi_gpu", "batch_size=128", "model.sampler.method=dopri5"]),
-        ("--cfg job, +experiment=fast", &["--cfg", "job", "+experiment=fast"]),
+        (
+            "--cfg job --resolve, README overrides",
+            &[
+                "--cfg",
+                "job",
+                "--resolve",
+                "trainer=multi_gpu",
+                "batch_size=128",
+                "model.sampler.method=dopri5",
+            ],
+        ),
+        (
+            "--cfg job, +experiment=fast",
+            &["--cfg", "job", "+experiment=fast"],
+        ),
     ];
     println!("train --cfg job: wall time per process (median of 60 runs, 5 warm-up)");
     for (label, args) in cases {
         for _ in 0..5 {
-            Command::new(exe).current_dir(&dir).args(*args).output().unwrap();
+            Command::new(exe)
+                .current_dir(&dir)
+                .args(*args)
+                .output()
+                .unwrap();
         }
         let times: Vec<Duration> = (0..60)
             .map(|_| {
                 let t = Instant::now();
-                let out = Command::new(exe).current_dir(&dir).args(*args).output().unwrap();
-                assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                let out = Command::new(exe)
+                    .current_dir(&dir)
+                    .args(*args)
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
                 t.elapsed()
             })
             .collect();
@@ -62,15 +87,31 @@ fn main() {
         version: false,
         overrides: Vec::new(),
     };
-    let overrides = parse_overrides(&["trainer=multi_gpu".to_string(), "batch_size=128".to_string()], RunMode::Run).unwrap();
+    let overrides = parse_overrides(
+        &[
+            "trainer=multi_gpu".to_string(),
+            "batch_size=128".to_string(),
+        ],
+        RunMode::Run,
+    )
+    .unwrap();
     let times: Vec<Duration> = (0..500)
         .map(|_| {
             let t = Instant::now();
-            let loader = ConfigLoader::new(build_repository(&args).unwrap(), MachineSettings::default(), "train");
-            let composed = loader.compose("train_fb_flow_matching", &overrides, RunMode::Run).unwrap();
+            let loader = ConfigLoader::new(
+                build_repository(&args).unwrap(),
+                MachineSettings::default(),
+                "train",
+            );
+            let composed = loader
+                .compose("train_fb_flow_matching", &overrides, RunMode::Run)
+                .unwrap();
             loader.resolve(&composed, "").unwrap();
             t.elapsed()
         })
         .collect();
-    println!("in-process compose + resolve (median of 500): {:.3} ms", median(times));
+    println!(
+        "in-process compose + resolve (median of 500): {:.3} ms",
+        median(times)
+    );
 }

@@ -3,6 +3,8 @@
 //! The config engine ([`config`]) composes YAML config trees exactly as Hydra 1.3 does; [`run`]
 //! owns run directories; [`cli`] is the command flow shared by the binaries.
 
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod config;
 pub mod run;

@@ -21,10 +21,23 @@ fn fails(args: &[&str]) -> String {
 fn fails_in(cwd: &Path, args: &[&str]) -> String {
     let out = train_in(cwd, args);
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(!out.status.success(), "expected failure for {args:?}, stdout: {}", String::from_utf8_lossy(&out.stdout));
-    assert!(!stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"), "panic for {args:?}: {stderr}");
-    assert!(stderr.starts_with("error: "), "unexpected stderr for {args:?}: {stderr}");
-    assert!(stderr.lines().count() <= 25, "error for {args:?} is too long:\n{stderr}");
+    assert!(
+        !out.status.success(),
+        "expected failure for {args:?}, stdout: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "panic for {args:?}: {stderr}"
+    );
+    assert!(
+        stderr.starts_with("error: "),
+        "unexpected stderr for {args:?}: {stderr}"
+    );
+    assert!(
+        stderr.lines().count() <= 25,
+        "error for {args:?} is too long:\n{stderr}"
+    );
     stderr
 }
 
@@ -37,19 +50,38 @@ fn assert_contains(text: &str, parts: &[&str]) {
 #[test]
 fn unknown_key_without_plus() {
     let e = fails(&["--cfg", "job", "batch_sise=3"]);
-    assert_contains(&e, &["Could not override 'batch_sise'", "+batch_sise=3", "did you mean batch_size"]);
+    assert_contains(
+        &e,
+        &[
+            "Could not override 'batch_sise'",
+            "+batch_sise=3",
+            "did you mean batch_size",
+        ],
+    );
 }
 
 #[test]
 fn plus_on_existing_key() {
     let e = fails(&["--cfg", "job", "+seed=1"]);
-    assert_contains(&e, &["An item is already at 'seed'", "'seed=1'", "'++seed=1'"]);
+    assert_contains(
+        &e,
+        &["An item is already at 'seed'", "'seed=1'", "'++seed=1'"],
+    );
 }
 
 #[test]
 fn unknown_group_option_lists_options() {
     let e = fails(&["--cfg", "job", "trainer=multi-gpu"]);
-    assert_contains(&e, &["Could not find 'trainer/multi-gpu'", "cpu", "multi_gpu", "single_gpu", "did you mean trainer=multi_gpu"]);
+    assert_contains(
+        &e,
+        &[
+            "Could not find 'trainer/multi-gpu'",
+            "cpu",
+            "multi_gpu",
+            "single_gpu",
+            "did you mean trainer=multi_gpu",
+        ],
+    );
 }
 
 #[test]
@@ -69,7 +101,17 @@ fn write_conf(dir: &Path, name: &str, text: &str) {
 fn yaml_syntax_error_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
     write_conf(dir.path(), "broken.yaml", "a: 1\nb: [1, 2\nc: 3\n");
-    let e = fails_in(dir.path(), &["--config-path", "conf", "--config-name", "broken", "--cfg", "job"]);
+    let e = fails_in(
+        dir.path(),
+        &[
+            "--config-path",
+            "conf",
+            "--config-name",
+            "broken",
+            "--cfg",
+            "job",
+        ],
+    );
     assert_contains(&e, &["broken.yaml:"]);
 }
 
@@ -77,14 +119,31 @@ fn yaml_syntax_error_names_file_and_line() {
 fn duplicate_yaml_key() {
     let dir = tempfile::tempdir().unwrap();
     write_conf(dir.path(), "dup.yaml", "lr: 0.1\nseed: 1\nlr: 0.2\n");
-    let e = fails_in(dir.path(), &["--config-path", "conf", "--config-name", "dup", "--cfg", "job"]);
+    let e = fails_in(
+        dir.path(),
+        &[
+            "--config-path",
+            "conf",
+            "--config-name",
+            "dup",
+            "--cfg",
+            "job",
+        ],
+    );
     assert_contains(&e, &["dup.yaml:3", "duplicate key", "lr"]);
 }
 
 #[test]
 fn missing_primary_config_lists_available() {
     let e = fails(&["--config-name", "train_fb_flow_matchin", "--cfg", "job"]);
-    assert_contains(&e, &["Cannot find primary config 'train_fb_flow_matchin'", "train_fb_flow_matching", "train_hf_diffusion"]);
+    assert_contains(
+        &e,
+        &[
+            "Cannot find primary config 'train_fb_flow_matchin'",
+            "train_fb_flow_matching",
+            "train_hf_diffusion",
+        ],
+    );
 }
 
 #[test]
@@ -96,7 +155,14 @@ fn interpolation_to_missing_key() {
 #[test]
 fn leftover_missing_values_are_all_listed() {
     let e = fails(&["seed=???", "data.num_scenes=???"]);
-    assert_contains(&e, &["2 mandatory value(s) are missing", "seed=<VALUE>", "data.num_scenes=<VALUE>"]);
+    assert_contains(
+        &e,
+        &[
+            "2 mandatory value(s) are missing",
+            "seed=<VALUE>",
+            "data.num_scenes=<VALUE>",
+        ],
+    );
 }
 
 #[test]
@@ -106,19 +172,35 @@ fn type_mismatch_in_typed_section() {
     let dir = tempfile::tempdir().unwrap();
     let e = fails_in(dir.path(), &["model.net.depth=two"]);
     assert_contains(&e, &["model.net.depth", "two"]);
-    assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none(), "a failed check must not create a run directory");
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a failed check must not create a run directory"
+    );
 }
 
 #[test]
 fn unknown_target_lists_registry() {
     let e = fails(&["model.path._target_=flowrun.path.AffineProbPat"]);
-    assert_contains(&e, &["model.path", "flowrun.path.AffineProbPath", "flowrun.path.DiffusionPath"]);
+    assert_contains(
+        &e,
+        &[
+            "model.path",
+            "flowrun.path.AffineProbPath",
+            "flowrun.path.DiffusionPath",
+        ],
+    );
 }
 
 #[test]
 fn sweep_without_multirun() {
     let e = fails(&["--cfg", "job", "base_lr=1e-4,1e-3"]);
-    assert_contains(&e, &["Ambiguous value for argument 'base_lr=1e-4,1e-3'", "--multirun"]);
+    assert_contains(
+        &e,
+        &[
+            "Ambiguous value for argument 'base_lr=1e-4,1e-3'",
+            "--multirun",
+        ],
+    );
 }
 
 #[test]
@@ -126,7 +208,10 @@ fn bad_flags_are_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = train_in(dir.path(), &["--cfg", "everything"]);
     assert_eq!(out.status.code(), Some(2));
-    let out = train_in(dir.path(), &["--config-path", "/no/such/dir", "--cfg", "job"]);
+    let out = train_in(
+        dir.path(),
+        &["--config-path", "/no/such/dir", "--cfg", "job"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }

@@ -40,11 +40,19 @@ fn parse(text: &str, what: &str) -> Value {
 }
 
 fn strings(v: &serde_json::Value, key: &str) -> Vec<String> {
-    v[key].as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect()).unwrap_or_default()
+    v[key]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn run_case(dir: &Path) -> Result<(), String> {
-    let meta: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("case.json")).unwrap()).unwrap();
     let name = meta["config_name"].as_str().unwrap().to_string();
     let cwd = tempfile::tempdir().unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
@@ -76,28 +84,55 @@ fn run_case(dir: &Path) -> Result<(), String> {
     }
     let expect = meta["expect"].as_str().unwrap_or("ok");
     if expect == "error" {
-        return if out.status.success() { Err("expected an error, got exit 0".into()) } else { Ok(()) };
+        return if out.status.success() {
+            Err("expected an error, got exit 0".into())
+        } else {
+            Ok(())
+        };
     }
     if !out.status.success() {
         return Err(format!("exit {:?}: {stderr}", out.status.code()));
     }
-    let expected = parse(&std::fs::read_to_string(dir.join("expected.yaml")).unwrap(), "expected.yaml");
+    let expected = parse(
+        &std::fs::read_to_string(dir.join("expected.yaml")).unwrap(),
+        "expected.yaml",
+    );
     let got = parse(&stdout, "stdout");
     let mut diffs = Vec::new();
     same(&expected, &got, "", &mut diffs);
-    if diffs.is_empty() { Ok(()) } else { Err(diffs.join("; ")) }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
 }
 
 #[test]
 fn every_hydra_case_matches() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/hydra_conformance/cases");
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root).unwrap().map(|e| e.unwrap().path()).filter(|p| p.join("case.json").is_file()).collect();
+    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("case.json").is_file())
+        .collect();
     cases.sort();
-    assert!(cases.len() >= 71, "expected the 71 shared cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 71,
+        "expected the 71 shared cases, found {}",
+        cases.len()
+    );
     let failures: Vec<String> = cases
         .iter()
-        .filter_map(|c| run_case(c).err().map(|e| format!("FAIL {}: {e}", c.file_name().unwrap().to_string_lossy())))
+        .filter_map(|c| {
+            run_case(c)
+                .err()
+                .map(|e| format!("FAIL {}: {e}", c.file_name().unwrap().to_string_lossy()))
+        })
         .collect();
-    println!("{} passed, {} failed", cases.len() - failures.len(), failures.len());
+    println!(
+        "{} passed, {} failed",
+        cases.len() - failures.len(),
+        failures.len()
+    );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }

@@ -9,7 +9,11 @@ use proptest::prelude::*;
 use std::sync::Arc;
 
 fn config() -> ProptestConfig {
-    ProptestConfig { cases: 3000, failure_persistence: None, ..ProptestConfig::default() }
+    ProptestConfig {
+        cases: 3000,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
 }
 
 const OVERRIDE_CHARS: &str = "[a-zA-Z0-9_+~=,.@/:'\"\\\\\\[\\]{}()$ \t*?|%-]{0,40}";
@@ -22,8 +26,21 @@ fn scalar() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::Int),
         any::<f64>().prop_map(Value::Float),
         "\\PC{0,12}".prop_map(Value::Str),
-        prop_oneof![Just("yes"), Just("0x1F"), Just("1e-4"), Just(" x"), Just("a: b"), Just("-"), Just("${a}"), Just("'q'"), Just("2024-01-01"), Just("~"), Just("\ttab"), Just("line\nbreak")]
-            .prop_map(|s| Value::Str(s.to_string())),
+        prop_oneof![
+            Just("yes"),
+            Just("0x1F"),
+            Just("1e-4"),
+            Just(" x"),
+            Just("a: b"),
+            Just("-"),
+            Just("${a}"),
+            Just("'q'"),
+            Just("2024-01-01"),
+            Just("~"),
+            Just("\ttab"),
+            Just("line\nbreak")
+        ]
+        .prop_map(|s| Value::Str(s.to_string())),
     ]
 }
 
@@ -46,8 +63,15 @@ fn tree() -> impl Strategy<Value = Node> {
 fn same_data(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Float(x), Value::Float(y)) => (x.is_nan() && y.is_nan()) || x == y,
-        (Value::List(x), Value::List(y)) => x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_data(&p.value, &q.value)),
-        (Value::Map(x), Value::Map(y)) => x.len() == y.len() && x.iter().zip(y).all(|((k1, v1), (k2, v2))| k1 == k2 && same_data(&v1.value, &v2.value)),
+        (Value::List(x), Value::List(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same_data(&p.value, &q.value))
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y)
+                    .all(|((k1, v1), (k2, v2))| k1 == k2 && same_data(&v1.value, &v2.value))
+        }
         _ => a == b,
     }
 }

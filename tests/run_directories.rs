@@ -5,13 +5,25 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn train(cwd: &Path, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_train")).current_dir(cwd).args(args).env_remove("FLOWRUN_SETTINGS").output().unwrap();
-    assert!(out.status.success(), "train {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .current_dir(cwd)
+        .args(args)
+        .env_remove("FLOWRUN_SETTINGS")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "train {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out
 }
 
 fn entries(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     v.sort();
     v
 }
@@ -19,10 +31,19 @@ fn entries(dir: &Path) -> Vec<PathBuf> {
 #[test]
 fn printing_commands_work_anywhere_and_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let out = train(dir.path(), &["--config-name=train_fb_flow_matching", "--cfg", "job"]);
+    let out = train(
+        dir.path(),
+        &["--config-name=train_fb_flow_matching", "--cfg", "job"],
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sampling_steps: 20"));
     let help = String::from_utf8_lossy(&train(dir.path(), &["--help"]).stdout).to_string();
-    for needle in ["== Configuration groups ==", "trainer: cpu, multi_gpu, single_gpu", "sampler: ddim, ddpm, dopri5, euler, midpoint, rk4", "experiment: baseline, cpu, fast, improved", "== Config =="] {
+    for needle in [
+        "== Configuration groups ==",
+        "trainer: cpu, multi_gpu, single_gpu",
+        "sampler: ddim, ddpm, dopri5, euler, midpoint, rk4",
+        "experiment: baseline, cpu, fast, improved",
+        "== Config ==",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
     for topic in ["all", "defaults", "defaults-tree", "searchpath", "config"] {
@@ -30,7 +51,11 @@ fn printing_commands_work_anywhere_and_write_nothing() {
     }
     train(dir.path(), &["--cfg", "hydra", "--resolve"]);
     train(dir.path(), &["--cfg", "all", "-p", "model.path"]);
-    assert!(entries(dir.path()).is_empty(), "printing commands created {:?}", entries(dir.path()));
+    assert!(
+        entries(dir.path()).is_empty(),
+        "printing commands created {:?}",
+        entries(dir.path())
+    );
 }
 
 #[test]
@@ -40,19 +65,62 @@ fn a_run_writes_its_snapshot_and_never_reuses_a_directory() {
     train(dir.path(), &args);
     train(dir.path(), &args);
     let runs = entries(&dir.path().join("out"));
-    assert_eq!(runs.iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect::<Vec<_>>(), ["fixed", "fixed_1"]);
+    assert_eq!(
+        runs.iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+            .collect::<Vec<_>>(),
+        ["fixed", "fixed_1"]
+    );
     let hydra_dir = runs[0].join(".hydra");
-    let names: Vec<String> = entries(&hydra_dir).iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect();
-    assert_eq!(names, ["config.unresolved.yaml", "config.yaml", "hydra.yaml", "overrides.yaml"]);
+    let names: Vec<String> = entries(&hydra_dir)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "config.unresolved.yaml",
+            "config.yaml",
+            "hydra.yaml",
+            "overrides.yaml"
+        ]
+    );
     let config = std::fs::read_to_string(hydra_dir.join("config.yaml")).unwrap();
-    let resolved = String::from_utf8_lossy(&train(dir.path(), &["--cfg", "job", "--resolve", "batch_size=16", "path=cosine"]).stdout).to_string();
-    let strip_now = |s: &str| s.lines().filter(|l| !l.contains("cache_dir")).collect::<Vec<_>>().join("\n");
+    let resolved = String::from_utf8_lossy(
+        &train(
+            dir.path(),
+            &["--cfg", "job", "--resolve", "batch_size=16", "path=cosine"],
+        )
+        .stdout,
+    )
+    .to_string();
+    let strip_now = |s: &str| {
+        s.lines()
+            .filter(|l| !l.contains("cache_dir"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     assert_eq!(strip_now(&config), strip_now(&resolved));
     let overrides = std::fs::read_to_string(hydra_dir.join("overrides.yaml")).unwrap();
-    assert_eq!(overrides, "- hydra.run.dir=out/fixed\n- batch_size=16\n- path=cosine\n".replace("- hydra.run.dir=out/fixed\n", ""));
+    assert_eq!(
+        overrides,
+        "- hydra.run.dir=out/fixed\n- batch_size=16\n- path=cosine\n"
+            .replace("- hydra.run.dir=out/fixed\n", "")
+    );
     let hydra = std::fs::read_to_string(hydra_dir.join("hydra.yaml")).unwrap();
-    for needle in ["choices:", "path: cosine", "task:", "- batch_size=16", "name: train", "version: flowrun", "output_dir:"] {
-        assert!(hydra.contains(needle), "hydra.yaml lacks {needle:?}:\n{hydra}");
+    for needle in [
+        "choices:",
+        "path: cosine",
+        "task:",
+        "- batch_size=16",
+        "name: train",
+        "version: flowrun",
+        "output_dir:",
+    ] {
+        assert!(
+            hydra.contains(needle),
+            "hydra.yaml lacks {needle:?}:\n{hydra}"
+        );
     }
     let unresolved = std::fs::read_to_string(hydra_dir.join("config.unresolved.yaml")).unwrap();
     assert!(unresolved.contains("${base_lr}"));
@@ -73,15 +141,36 @@ fn default_run_dir_is_dated() {
 #[test]
 fn multirun_expands_sweeps_into_numbered_jobs() {
     let dir = tempfile::tempdir().unwrap();
-    let out = train(dir.path(), &["-m", "hydra.sweep.dir=sweep", "base_lr=1e-4,1e-3", "sampler=glob(mid*)", "seed=range(1,3)"]);
+    let out = train(
+        dir.path(),
+        &[
+            "-m",
+            "hydra.sweep.dir=sweep",
+            "base_lr=1e-4,1e-3",
+            "sampler=glob(mid*)",
+            "seed=range(1,3)",
+        ],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(stdout.contains("Launching 4 jobs"), "{stdout}");
-    assert!(stdout.contains("#0 : hydra.sweep.dir=sweep base_lr=0.0001 sampler=midpoint seed=1"), "{stdout}");
+    assert!(
+        stdout.contains("#0 : hydra.sweep.dir=sweep base_lr=0.0001 sampler=midpoint seed=1"),
+        "{stdout}"
+    );
     let sweep = dir.path().join("sweep");
-    let names: Vec<String> = entries(&sweep).iter().map(|p| p.file_name().unwrap().to_string_lossy().to_string()).collect();
+    let names: Vec<String> = entries(&sweep)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().to_string())
+        .collect();
     assert_eq!(names, ["0", "1", "2", "3", "multirun.yaml"]);
     let job3 = std::fs::read_to_string(sweep.join("3/.hydra/config.yaml")).unwrap();
-    assert!(job3.contains("base_lr: 0.001") && job3.contains("seed: 2"), "{job3}");
+    assert!(
+        job3.contains("base_lr: 0.001") && job3.contains("seed: 2"),
+        "{job3}"
+    );
     let hydra3 = std::fs::read_to_string(sweep.join("3/.hydra/hydra.yaml")).unwrap();
-    assert!(hydra3.contains("num: 3") && hydra3.contains("mode: MULTIRUN"), "{hydra3}");
+    assert!(
+        hydra3.contains("num: 3") && hydra3.contains("mode: MULTIRUN"),
+        "{hydra3}"
+    );
 }

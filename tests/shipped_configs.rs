@@ -22,7 +22,11 @@ fn loader() -> ConfigLoader {
         version: false,
         overrides: Vec::new(),
     };
-    ConfigLoader::new(build_repository(&args).unwrap(), MachineSettings::default(), "train")
+    ConfigLoader::new(
+        build_repository(&args).unwrap(),
+        MachineSettings::default(),
+        "train",
+    )
 }
 
 /// Composes, resolves and type-checks; returns the resolved job config.
@@ -30,8 +34,12 @@ fn check(config: &str, overrides: &[&str]) -> flowrun::config::node::Node {
     let l = loader();
     let args: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
     let parsed = parse_overrides(&args, RunMode::Run).unwrap();
-    let composed = l.compose(config, &parsed, RunMode::Run).unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
-    let resolved = l.resolve(&composed, "").unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
+    let composed = l
+        .compose(config, &parsed, RunMode::Run)
+        .unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
+    let resolved = l
+        .resolve(&composed, "")
+        .unwrap_or_else(|e| panic!("{config} {overrides:?}: {e}"));
     let job = job_part(&resolved);
     if let Err(e) = load_train_settings(&job) {
         panic!("{config} {overrides:?}: {e}");
@@ -40,7 +48,10 @@ fn check(config: &str, overrides: &[&str]) -> flowrun::config::node::Node {
 }
 
 fn get(job: &flowrun::config::node::Node, key: &str) -> Value {
-    job.select(key).unwrap_or_else(|| panic!("no key {key}")).value.clone()
+    job.select(key)
+        .unwrap_or_else(|| panic!("no key {key}"))
+        .value
+        .clone()
 }
 
 #[test]
@@ -51,40 +62,92 @@ fn flow_matching_defaults() {
     assert_eq!(get(&job, "max_epochs"), Value::Int(1000));
     assert_eq!(get(&job, "base_lr"), Value::Float(1e-4));
     assert_eq!(get(&job, "image_size"), Value::Int(64));
-    assert_eq!(get(&job, "model.sampler.method"), Value::Str("midpoint".into()));
+    assert_eq!(
+        get(&job, "model.sampler.method"),
+        Value::Str("midpoint".into())
+    );
     assert_eq!(get(&job, "model.sampler.steps"), Value::Int(20));
-    assert_eq!(get(&job, "model.path.scheduler"), Value::Str("condot".into()));
+    assert_eq!(
+        get(&job, "model.path.scheduler"),
+        Value::Str("condot".into())
+    );
     assert_eq!(get(&job, "model.net.input_size"), Value::Int(64));
 }
 
 #[test]
 fn diffusion_defaults() {
     let job = check("train_hf_diffusion", &[]);
-    assert_eq!(get(&job, "model.path.num_train_timesteps"), Value::Int(1000));
-    assert_eq!(get(&job, "model.path.beta_schedule"), Value::Str("squaredcos_cap_v2".into()));
-    assert_eq!(get(&job, "model.path.prediction_type"), Value::Str("epsilon".into()));
-    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddim".into()));
+    assert_eq!(
+        get(&job, "model.path.num_train_timesteps"),
+        Value::Int(1000)
+    );
+    assert_eq!(
+        get(&job, "model.path.beta_schedule"),
+        Value::Str("squaredcos_cap_v2".into())
+    );
+    assert_eq!(
+        get(&job, "model.path.prediction_type"),
+        Value::Str("epsilon".into())
+    );
+    assert_eq!(
+        get(&job, "model.sampler.sampler_type"),
+        Value::Str("ddim".into())
+    );
     assert_eq!(get(&job, "model.sampler.eta"), Value::Float(0.0));
     assert_eq!(get(&job, "model.sampler.steps"), Value::Int(50));
 }
 
 #[test]
 fn documented_overrides_work_as_in_hydra() {
-    let job = check("train_fb_flow_matching", &["trainer=multi_gpu", "batch_size=128", "base_lr=5e-5", "model.sampler.method=dopri5", "model.path.scheduler=cosine"]);
+    let job = check(
+        "train_fb_flow_matching",
+        &[
+            "trainer=multi_gpu",
+            "batch_size=128",
+            "base_lr=5e-5",
+            "model.sampler.method=dopri5",
+            "model.path.scheduler=cosine",
+        ],
+    );
     assert_eq!(get(&job, "trainer.strategy"), Value::Str("ddp".into()));
     assert_eq!(get(&job, "optimizer.lr"), Value::Float(5e-5));
-    assert_eq!(get(&job, "model.sampler.method"), Value::Str("dopri5".into()));
-    let job = check("train_fb_flow_matching", &["path=cosine", "sampling_steps=20"]);
-    assert_eq!(get(&job, "model.path.scheduler"), Value::Str("cosine".into()));
-    let job = check("train_fb_flow_matching", &["trainer=multi_gpu", "trainer.devices=4"]);
+    assert_eq!(
+        get(&job, "model.sampler.method"),
+        Value::Str("dopri5".into())
+    );
+    let job = check(
+        "train_fb_flow_matching",
+        &["path=cosine", "sampling_steps=20"],
+    );
+    assert_eq!(
+        get(&job, "model.path.scheduler"),
+        Value::Str("cosine".into())
+    );
+    let job = check(
+        "train_fb_flow_matching",
+        &["trainer=multi_gpu", "trainer.devices=4"],
+    );
     assert_eq!(get(&job, "trainer.devices"), Value::Int(4));
     for path in ["condot", "cosine", "vp", "linear_vp", "polynomial"] {
         for sampler in ["euler", "midpoint", "rk4", "dopri5"] {
-            check("train_fb_flow_matching", &[&format!("path={path}"), &format!("sampler={sampler}")]);
+            check(
+                "train_fb_flow_matching",
+                &[&format!("path={path}"), &format!("sampler={sampler}")],
+            );
         }
     }
-    let job = check("train_hf_diffusion", &["model.sampler.sampler_type=ddpm", "model.sampler.eta=1.0", "model.path.beta_schedule=linear"]);
-    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddpm".into()));
+    let job = check(
+        "train_hf_diffusion",
+        &[
+            "model.sampler.sampler_type=ddpm",
+            "model.sampler.eta=1.0",
+            "model.path.beta_schedule=linear",
+        ],
+    );
+    assert_eq!(
+        get(&job, "model.sampler.sampler_type"),
+        Value::Str("ddpm".into())
+    );
     check("train_hf_diffusion", &["sampler=ddpm"]);
     check("train_fb_flow_matching", &["trainer=cpu", "data=namo_npz"]);
 }
@@ -102,7 +165,10 @@ fn experiments() {
     assert_eq!(get(&job, "optimizer.lr"), Value::Float(5e-5));
     let job = check("train_fb_flow_matching", &["+experiment=fast"]);
     assert_eq!(get(&job, "model.path.num_train_timesteps"), Value::Int(50));
-    assert_eq!(get(&job, "model.sampler.sampler_type"), Value::Str("ddim".into()));
+    assert_eq!(
+        get(&job, "model.sampler.sampler_type"),
+        Value::Str("ddim".into())
+    );
     assert_eq!(get(&job, "model.sampler.steps"), Value::Int(5));
     let job = check("train_fb_flow_matching", &["+experiment=cpu"]);
     assert_eq!(get(&job, "trainer.accelerator"), Value::Str("cpu".into()));

@@ -74,7 +74,11 @@ pub fn normalize_argv(args: impl IntoIterator<Item = OsString>) -> Vec<OsString>
     args.into_iter()
         .map(|a| {
             let Some(s) = a.to_str() else { return a };
-            for (short, long) in [("-cn", "--config-name"), ("-cp", "--config-path"), ("-cd", "--config-dir")] {
+            for (short, long) in [
+                ("-cn", "--config-name"),
+                ("-cp", "--config-path"),
+                ("-cd", "--config-dir"),
+            ] {
                 if s == short {
                     return OsString::from(long);
                 }
@@ -98,12 +102,29 @@ mod tests {
 
     #[test]
     fn hydra_flags_and_overrides() {
-        let a = parse(&["train", "-cn", "x.yaml", "--cfg", "job", "--resolve", "a=1", "+b=2", "~c"]);
+        let a = parse(&[
+            "train",
+            "-cn",
+            "x.yaml",
+            "--cfg",
+            "job",
+            "--resolve",
+            "a=1",
+            "+b=2",
+            "~c",
+        ]);
         assert_eq!(a.config_name.as_deref(), Some("x.yaml"));
         assert_eq!(a.cfg, Some(CfgPart::Job));
         assert!(a.resolve);
         assert_eq!(a.overrides, ["a=1", "+b=2", "~c"]);
-        let b = parse(&["train", "--config-name=y", "-cp=/tmp/c", "--info", "-m", "lr=1,2"]);
+        let b = parse(&[
+            "train",
+            "--config-name=y",
+            "-cp=/tmp/c",
+            "--info",
+            "-m",
+            "lr=1,2",
+        ]);
         assert_eq!(b.info, Some(InfoTopic::All));
         assert!(b.multirun);
         assert_eq!(b.config_path, Some(PathBuf::from("/tmp/c")));

@@ -32,17 +32,31 @@ const FLAGS: &str = "\
 /// The `--help` text: usage, config groups with their options, the composed config, flags.
 pub fn help_text(loader: &ConfigLoader, job_name: &str, config_name: &str) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "{job_name} (flowrun {}): Hydra-style composable experiment runner\n", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        s,
+        "{job_name} (flowrun {}): Hydra-style composable experiment runner\n",
+        env!("CARGO_PKG_VERSION")
+    );
     let _ = writeln!(s, "Usage: {job_name} [FLAGS] [OVERRIDES]...\n");
-    let _ = writeln!(s, "== Configuration groups ==\nCompose your configuration from those groups (group=option)\n");
+    let _ = writeln!(
+        s,
+        "== Configuration groups ==\nCompose your configuration from those groups (group=option)\n"
+    );
     for group in loader.repo.all_groups() {
         let options = loader.repo.group_options(&group);
         if !options.is_empty() {
             let _ = writeln!(s, "{group}: {}", options.join(", "));
         }
     }
-    let _ = writeln!(s, "\nPrimary configs (--config-name): {}\n", loader.repo.group_options("").join(", "));
-    let _ = writeln!(s, "== Config ==\nOverride anything in the config (foo.bar=value)\n");
+    let _ = writeln!(
+        s,
+        "\nPrimary configs (--config-name): {}\n",
+        loader.repo.group_options("").join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "== Config ==\nOverride anything in the config (foo.bar=value)\n"
+    );
     match loader.compose(config_name, &[], RunMode::Run) {
         Ok(c) => s.push_str(&to_yaml(&job_part(&c.root))),
         Err(e) => {
@@ -77,14 +91,22 @@ pub fn info_text(
         for src in loader.repo.sources() {
             let d = src.describe();
             let (provider, path) = d.split_once(", path=").unwrap_or(("", d.as_str()));
-            let _ = writeln!(s, "| {:<12} | {path}", provider.trim_start_matches("provider="));
+            let _ = writeln!(
+                s,
+                "| {:<12} | {path}",
+                provider.trim_start_matches("provider=")
+            );
         }
         s.push('\n');
         if topic == InfoTopic::Searchpath {
             return Ok(s);
         }
     }
-    let mode = if multirun { RunMode::Multirun } else { RunMode::Run };
+    let mode = if multirun {
+        RunMode::Multirun
+    } else {
+        RunMode::Run
+    };
     let parsed = parse_overrides(overrides, mode)?;
     let composed = loader.compose(config_name, &parsed, mode)?;
     if all || topic == InfoTopic::DefaultsTree {
@@ -103,14 +125,37 @@ pub fn info_text(
                     d.config_path.clone(),
                     d.package.clone(),
                     d.parent.clone().unwrap_or_default(),
-                    if d.is_self { "True".into() } else { "False".into() },
+                    if d.is_self {
+                        "True".into()
+                    } else {
+                        "False".into()
+                    },
                 )
             })
             .collect();
-        let w0 = rows.iter().map(|r| r.0.len()).max().unwrap_or(0).max("Config path".len());
-        let w1 = rows.iter().map(|r| r.1.len()).max().unwrap_or(0).max("Package".len());
-        let w2 = rows.iter().map(|r| r.2.len()).max().unwrap_or(0).max("_self_".len());
-        let _ = writeln!(s, "| {:<w0$} | {:<w1$} | {:<w2$} | {}", "Config path", "Package", "Parent", "_self_");
+        let w0 = rows
+            .iter()
+            .map(|r| r.0.len())
+            .max()
+            .unwrap_or(0)
+            .max("Config path".len());
+        let w1 = rows
+            .iter()
+            .map(|r| r.1.len())
+            .max()
+            .unwrap_or(0)
+            .max("Package".len());
+        let w2 = rows
+            .iter()
+            .map(|r| r.2.len())
+            .max()
+            .unwrap_or(0)
+            .max("_self_".len());
+        let _ = writeln!(
+            s,
+            "| {:<w0$} | {:<w1$} | {:<w2$} | _self_",
+            "Config path", "Package", "Parent"
+        );
         for r in rows {
             let _ = writeln!(s, "| {:<w0$} | {:<w1$} | {:<w2$} | {}", r.0, r.1, r.2, r.3);
         }

@@ -110,8 +110,18 @@ pub fn job_part(root: &Node) -> Node {
     Node::new(Value::Map(map), root.origin.clone())
 }
 
-fn print_cfg(loader: &ConfigLoader, args: &CommandArgs, name: &str, overrides: &[String], part: CfgPart) -> Result<String, CommandError> {
-    let mode = if args.multirun { RunMode::Multirun } else { RunMode::Run };
+fn print_cfg(
+    loader: &ConfigLoader,
+    args: &CommandArgs,
+    name: &str,
+    overrides: &[String],
+    part: CfgPart,
+) -> Result<String, CommandError> {
+    let mode = if args.multirun {
+        RunMode::Multirun
+    } else {
+        RunMode::Run
+    };
     let parsed = parse_overrides(overrides, mode)?;
     let composed = loader.compose(name, &parsed, mode)?;
     let root = if args.resolve {
@@ -132,7 +142,12 @@ fn print_cfg(loader: &ConfigLoader, args: &CommandArgs, name: &str, overrides: &
         CfgPart::Job => job_part(&root),
         CfgPart::Hydra => {
             let mut m = Map::new();
-            m.insert("hydra".into(), root.child("hydra").cloned().unwrap_or_else(|| Node::builtin(Value::Map(Map::new()))));
+            m.insert(
+                "hydra".into(),
+                root.child("hydra")
+                    .cloned()
+                    .unwrap_or_else(|| Node::builtin(Value::Map(Map::new()))),
+            );
             Node::builtin(Value::Map(m))
         }
         CfgPart::All => root,
@@ -156,11 +171,21 @@ struct PreparedJob {
     dir: PathBuf,
 }
 
-fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: RunMode, num: usize) -> Result<PreparedJob, CommandError> {
+fn prepare_job(
+    loader: &ConfigLoader,
+    name: &str,
+    overrides: Vec<String>,
+    mode: RunMode,
+    num: usize,
+) -> Result<PreparedJob, CommandError> {
     let parsed = parse_overrides(&overrides, RunMode::Run)?;
     let mut composed = loader.compose(name, &parsed, mode)?;
     if mode == RunMode::Multirun {
-        if let Some(Node { value: Value::Map(job), .. }) = composed.root.select_mut("hydra.job") {
+        if let Some(Node {
+            value: Value::Map(job),
+            ..
+        }) = composed.root.select_mut("hydra.job")
+        {
             job.insert("num".into(), Node::builtin(Value::Int(num as i64)));
             job.insert("id".into(), Node::builtin(Value::Str(format!("{num}"))));
         }
@@ -169,18 +194,41 @@ fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: 
     let job = job_part(&resolved);
     let mut missing = Vec::new();
     crate::config::interp::find_missing(&job, "", &mut missing);
-    missing.retain(|m| composed.root.select(&m.key).is_some_and(|raw| raw.value.is_missing()));
+    missing.retain(|m| {
+        composed
+            .root
+            .select(&m.key)
+            .is_some_and(|raw| raw.value.is_missing())
+    });
     if !missing.is_empty() {
         return Err(ConfigError::MissingValues(missing).into());
     }
     load_train_settings(&job)?;
-    let hydra = resolved.child("hydra").cloned().unwrap_or_else(|| Node::builtin(Value::Map(Map::new())));
-    let dir_key = if mode == RunMode::Run { "run.dir" } else { "sweep.subdir" };
-    let dir_text = hydra.select(dir_key).and_then(|n| n.value.as_str()).map(str::to_string);
+    let hydra = resolved
+        .child("hydra")
+        .cloned()
+        .unwrap_or_else(|| Node::builtin(Value::Map(Map::new())));
+    let dir_key = if mode == RunMode::Run {
+        "run.dir"
+    } else {
+        "sweep.subdir"
+    };
+    let dir_text = hydra
+        .select(dir_key)
+        .and_then(|n| n.value.as_str())
+        .map(str::to_string);
     let dir_text = dir_text
-        .or_else(|| hydra.select(dir_key).map(|n| crate::config::pyfmt::python_str(&n.value)))
+        .or_else(|| {
+            hydra
+                .select(dir_key)
+                .map(|n| crate::config::pyfmt::python_str(&n.value))
+        })
         .unwrap_or_default();
-    let task_overrides = parsed.iter().filter(|o| !o.is_hydra()).map(|o| o.input.clone()).collect();
+    let task_overrides = parsed
+        .iter()
+        .filter(|o| !o.is_hydra())
+        .map(|o| o.input.clone())
+        .collect();
     Ok(PreparedJob {
         overrides,
         snapshot: RunSnapshot {
@@ -193,7 +241,12 @@ fn prepare_job(loader: &ConfigLoader, name: &str, overrides: Vec<String>, mode: 
     })
 }
 
-fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn Write) -> Result<(), CommandError> {
+fn run_jobs(
+    loader: &ConfigLoader,
+    args: &CommandArgs,
+    name: &str,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| CommandError::Io { path, source }
@@ -209,7 +262,13 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
     let jobs = expand_sweeps(&parsed, &loader.repo)?;
     let mut prepared = Vec::with_capacity(jobs.len());
     for (num, overrides) in jobs.into_iter().enumerate() {
-        prepared.push(prepare_job(loader, name, overrides, RunMode::Multirun, num)?);
+        prepared.push(prepare_job(
+            loader,
+            name,
+            overrides,
+            RunMode::Multirun,
+            num,
+        )?);
     }
     let sweep_dir_text = prepared
         .first()
@@ -217,7 +276,8 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
         .and_then(|n| n.value.as_str())
         .unwrap_or("multirun")
         .to_string();
-    let sweep_dir = create_fresh_dir(Path::new(&sweep_dir_text)).map_err(io_err(Path::new(&sweep_dir_text)))?;
+    let sweep_dir =
+        create_fresh_dir(Path::new(&sweep_dir_text)).map_err(io_err(Path::new(&sweep_dir_text)))?;
     let _ = writeln!(out, "[train] sweep directory: {}", sweep_dir.display());
     let _ = writeln!(out, "[train] Launching {} jobs locally", prepared.len());
     for (num, job) in prepared.iter().enumerate() {
@@ -225,7 +285,8 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
     }
     let composed = loader.compose_sweep(name, &parsed)?;
     let multirun_yaml = to_yaml(&composed.root);
-    crate::run::atomic_write(&sweep_dir.join("multirun.yaml"), multirun_yaml.as_bytes()).map_err(io_err(&sweep_dir))?;
+    crate::run::atomic_write(&sweep_dir.join("multirun.yaml"), multirun_yaml.as_bytes())
+        .map_err(io_err(&sweep_dir))?;
     for (num, job) in prepared.into_iter().enumerate() {
         let wanted = sweep_dir.join(&job.dir);
         let dir = create_run_dir(&wanted, &job.snapshot).map_err(io_err(&wanted))?;
@@ -235,10 +296,19 @@ fn run_jobs(loader: &ConfigLoader, args: &CommandArgs, name: &str, out: &mut dyn
     Ok(())
 }
 
-fn run_command(job_name: &str, argv: Vec<OsString>, out: &mut dyn Write) -> Result<(), CommandError> {
+fn run_command(
+    job_name: &str,
+    argv: Vec<OsString>,
+    out: &mut dyn Write,
+) -> Result<(), CommandError> {
     let args = CommandArgs::try_parse_from(args::normalize_argv(argv)).map_err(|e| {
         let text = e.to_string();
-        let first = text.lines().next().unwrap_or("").trim_start_matches("error: ").to_string();
+        let first = text
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ")
+            .to_string();
         usage(first, "see --help for the flags")
     })?;
     if args.version {
@@ -246,9 +316,13 @@ fn run_command(job_name: &str, argv: Vec<OsString>, out: &mut dyn Write) -> Resu
         return Ok(());
     }
     let repo = build_repository(&args)?;
-    let machine = MachineSettings::load().map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
+    let machine = MachineSettings::load()
+        .map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
     let loader = ConfigLoader::new(repo, machine, job_name);
-    let name = args.config_name.clone().unwrap_or_else(|| DEFAULT_CONFIG_NAME.to_string());
+    let name = args
+        .config_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_CONFIG_NAME.to_string());
     if args.help {
         let _ = write!(out, "{}", info::help_text(&loader, job_name, &name));
         return Ok(());

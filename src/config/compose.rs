@@ -74,7 +74,10 @@ pub fn compose(
         let Some(loaded) = repo.load(&d.config_path)? else {
             continue;
         };
-        merge_into(&mut root, embed_at_package(loaded.content.clone(), &d.package));
+        merge_into(
+            &mut root,
+            embed_at_package(loaded.content.clone(), &d.package),
+        );
     }
     for ov in &defaults.config_overrides {
         apply_override(&mut root, ov, repo)?;
@@ -114,11 +117,18 @@ fn values_equal(a: &Value, b: &Value) -> bool {
 }
 
 /// Applies one value override (`k=v`, `+k=v`, `++k=v`, `~k[=v]`) to a composed config.
-pub fn apply_override(root: &mut Node, ov: &Override, repo: &ConfigRepository) -> Result<(), ConfigError> {
+pub fn apply_override(
+    root: &mut Node,
+    ov: &Override,
+    repo: &ConfigRepository,
+) -> Result<(), ConfigError> {
     if let Some(pkg) = &ov.package {
         let groups = repo.all_groups();
         let hint = match did_you_mean(&ov.key, groups.iter().map(String::as_str)) {
-            Some(g) => format!("did you mean {g}@{pkg}=...? available groups: {}", groups.join(", ")),
+            Some(g) => format!(
+                "did you mean {g}@{pkg}=...? available groups: {}",
+                groups.join(", ")
+            ),
             None => format!("available groups: {}", groups.join(", ")),
         };
         return Err(ConfigError::composition_with_hint(
@@ -209,8 +219,13 @@ pub fn apply_override(root: &mut Node, ov: &Override, repo: &ConfigRepository) -
             let value = value.unwrap_or_else(|| Node::new(Value::Str(String::new()), origin));
             update(root, key, value, false).map_err(|missing| {
                 let mut err = not_in_struct(ov, &missing);
-                if let (Some(s), ConfigError::Composition { hint, .. }) = (key_suggestion(root, key), &mut err) {
-                    *hint = Some(format!("did you mean {s}? To add '{key}' as a new key use +{}", ov.input));
+                if let (Some(s), ConfigError::Composition { hint, .. }) =
+                    (key_suggestion(root, key), &mut err)
+                {
+                    *hint = Some(format!(
+                        "did you mean {s}? To add '{key}' as a new key use +{}",
+                        ov.input
+                    ));
                 }
                 err
             })
@@ -244,7 +259,10 @@ fn update(root: &mut Node, key: &str, value: Node, force_add: bool) -> Result<()
     let (last, inner) = parts.split_last().ok_or_else(|| key.to_string())?;
     let mut cur = root;
     for part in inner {
-        let is_container = matches!(cur.child(part).map(|n| &n.value), Some(Value::Map(_) | Value::List(_)));
+        let is_container = matches!(
+            cur.child(part).map(|n| &n.value),
+            Some(Value::Map(_) | Value::List(_))
+        );
         if !is_container {
             let exists = cur.child(part).is_some();
             match &mut cur.value {
@@ -256,7 +274,10 @@ fn update(root: &mut Node, key: &str, value: Node, force_add: bool) -> Result<()
         }
         cur = cur.child_mut(part).ok_or_else(|| part.to_string())?;
     }
-    let existing_is_container = matches!(cur.child(last).map(|n| &n.value), Some(Value::Map(_) | Value::List(_)));
+    let existing_is_container = matches!(
+        cur.child(last).map(|n| &n.value),
+        Some(Value::Map(_) | Value::List(_))
+    );
     if existing_is_container && matches!(value.value, Value::Map(_) | Value::List(_)) {
         let target = cur.child_mut(last).ok_or_else(|| last.to_string())?;
         return merge_override(target, value, force_add);
@@ -270,7 +291,11 @@ fn update(root: &mut Node, key: &str, value: Node, force_add: bool) -> Result<()
             Ok(())
         }
         Value::List(items) => {
-            let slot = last.parse::<usize>().ok().and_then(|i| items.get_mut(i)).ok_or_else(|| last.to_string())?;
+            let slot = last
+                .parse::<usize>()
+                .ok()
+                .and_then(|i| items.get_mut(i))
+                .ok_or_else(|| last.to_string())?;
             *slot = value;
             Ok(())
         }
@@ -284,7 +309,10 @@ fn merge_override(target: &mut Node, value: Node, force_add: bool) -> Result<(),
         (Value::Map(dest), Value::Map(src)) => {
             for (k, v) in src {
                 match dest.get_mut(&k) {
-                    Some(existing) if matches!(existing.value, Value::Map(_)) && matches!(v.value, Value::Map(_)) => {
+                    Some(existing)
+                        if matches!(existing.value, Value::Map(_))
+                            && matches!(v.value, Value::Map(_)) =>
+                    {
                         merge_override(existing, v, force_add)?;
                     }
                     Some(existing) => {

@@ -16,7 +16,15 @@ use chrono::{DateTime, Local};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// The resolvers flowrun knows, for error messages.
-pub const RESOLVERS: &[&str] = &["oc.env", "oc.decode", "oc.select", "oc.create", "now", "hydra", "flowrun"];
+pub const RESOLVERS: &[&str] = &[
+    "oc.env",
+    "oc.decode",
+    "oc.select",
+    "oc.create",
+    "now",
+    "hydra",
+    "flowrun",
+];
 
 /// Inputs of resolution that do not come from the config itself.
 #[derive(Debug, Clone)]
@@ -109,7 +117,8 @@ fn split_segments(s: &str) -> Result<Vec<Segment<'_>>, String> {
             continue;
         }
         if s[i..].starts_with("${") {
-            let end = closing_brace(s, i + 2).ok_or_else(|| format!("unterminated interpolation in '{s}'"))?;
+            let end = closing_brace(s, i + 2)
+                .ok_or_else(|| format!("unterminated interpolation in '{s}'"))?;
             if !text.is_empty() {
                 out.push(Segment::Text(std::mem::take(&mut text)));
             }
@@ -196,13 +205,16 @@ impl<'a> Resolver<'a> {
                 hint: Some("break the cycle by giving one of the keys a plain value".into()),
             });
         }
-        let raw = self.root.select(path).ok_or_else(|| ConfigError::Interpolation {
-            key: path.to_string(),
-            origin: String::new(),
-            expression: String::new(),
-            message: format!("key '{path}' not found"),
-            hint: None,
-        })?;
+        let raw = self
+            .root
+            .select(path)
+            .ok_or_else(|| ConfigError::Interpolation {
+                key: path.to_string(),
+                origin: String::new(),
+                expression: String::new(),
+                message: format!("key '{path}' not found"),
+                hint: None,
+            })?;
         let out = match &raw.value {
             Value::Map(m) => {
                 let mut new = super::node::Map::with_capacity(m.len());
@@ -226,7 +238,14 @@ impl<'a> Resolver<'a> {
         Ok(out)
     }
 
-    fn error(&self, key: &str, node: &Node, expression: &str, message: String, hint: Option<String>) -> ConfigError {
+    fn error(
+        &self,
+        key: &str,
+        node: &Node,
+        expression: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> ConfigError {
         ConfigError::Interpolation {
             key: key.to_string(),
             origin: node.origin.to_string(),
@@ -274,8 +293,16 @@ impl<'a> Resolver<'a> {
         }
         let target = self.target_path(key, inner.trim());
         if self.root.select(&target).is_none() {
-            let hint = self.suggest_key(&target).map(|s| format!("did you mean ${{{s}}}?"));
-            return Err(self.error(key, at, &expr, format!("Interpolation key '{}' not found", inner.trim()), hint));
+            let hint = self
+                .suggest_key(&target)
+                .map(|s| format!("did you mean ${{{s}}}?"));
+            return Err(self.error(
+                key,
+                at,
+                &expr,
+                format!("Interpolation key '{}' not found", inner.trim()),
+                hint,
+            ));
         }
         let v = self.resolved(&target)?;
         if v.value.is_missing() {
@@ -316,13 +343,18 @@ impl<'a> Resolver<'a> {
 
     fn arg(&mut self, key: &str, raw: &str, at: &Node) -> Result<Node, ConfigError> {
         let t = raw.trim();
-        let quoted = t.len() >= 2 && ((t.starts_with('\'') && t.ends_with('\'')) || (t.starts_with('"') && t.ends_with('"')));
+        let quoted = t.len() >= 2
+            && ((t.starts_with('\'') && t.ends_with('\''))
+                || (t.starts_with('"') && t.ends_with('"')));
         if quoted {
             let q = &t[..1];
             let body = t[1..t.len() - 1].replace(&format!("\\{q}"), q);
             if body.contains("${") {
                 let v = self.resolve_string(key, &body, at)?;
-                return Ok(Node::new(Value::Str(python_str(&v.value)), at.origin.clone()));
+                return Ok(Node::new(
+                    Value::Str(python_str(&v.value)),
+                    at.origin.clone(),
+                ));
             }
             return Ok(Node::new(Value::Str(body), at.origin.clone()));
         }
@@ -332,7 +364,14 @@ impl<'a> Resolver<'a> {
         Ok(decode_text(t, at))
     }
 
-    fn call(&mut self, key: &str, name: &str, args: &str, at: &Node, expr: &str) -> Result<Node, ConfigError> {
+    fn call(
+        &mut self,
+        key: &str,
+        name: &str,
+        args: &str,
+        at: &Node,
+        expr: &str,
+    ) -> Result<Node, ConfigError> {
         let raw_args = split_args(args);
         let text = |n: &Node| python_str(&n.value);
         match name {
@@ -382,14 +421,26 @@ impl<'a> Resolver<'a> {
                 let mut out = String::new();
                 use std::fmt::Write as _;
                 write!(out, "{}", self.ctx.now.format(&fmt)).map_err(|_| {
-                    self.error(key, at, expr, format!("invalid time format '{fmt}'"), Some("use strftime codes such as %Y-%m-%d_%H-%M-%S".into()))
+                    self.error(
+                        key,
+                        at,
+                        expr,
+                        format!("invalid time format '{fmt}'"),
+                        Some("use strftime codes such as %Y-%m-%d_%H-%M-%S".into()),
+                    )
                 })?;
                 Ok(Node::new(Value::Str(out), at.origin.clone()))
             }
             "hydra" => {
                 let target = format!("hydra.{}", text(&self.arg(key, args, at)?));
                 if self.root.select(&target).is_none() {
-                    return Err(self.error(key, at, expr, format!("'{target}' is not set"), Some("see --cfg hydra for the available keys".into())));
+                    return Err(self.error(
+                        key,
+                        at,
+                        expr,
+                        format!("'{target}' is not set"),
+                        Some("see --cfg hydra for the available keys".into()),
+                    ));
                 }
                 self.resolved(&target)
             }
@@ -402,16 +453,33 @@ impl<'a> Resolver<'a> {
                         at,
                         expr,
                         format!("unknown machine setting '{name}'"),
-                        Some(format!("available: {}", self.ctx.machine.keys().cloned().collect::<Vec<_>>().join(", "))),
+                        Some(format!(
+                            "available: {}",
+                            self.ctx
+                                .machine
+                                .keys()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        )),
                     )),
                 }
             }
             other => {
                 let hint = match did_you_mean(other, RESOLVERS.iter().copied()) {
-                    Some(s) => format!("did you mean '{s}'? available resolvers: {}", RESOLVERS.join(", ")),
+                    Some(s) => format!(
+                        "did you mean '{s}'? available resolvers: {}",
+                        RESOLVERS.join(", ")
+                    ),
                     None => format!("available resolvers: {}", RESOLVERS.join(", ")),
                 };
-                Err(self.error(key, at, expr, format!("Unsupported interpolation type {other}"), Some(hint)))
+                Err(self.error(
+                    key,
+                    at,
+                    expr,
+                    format!("Unsupported interpolation type {other}"),
+                    Some(hint),
+                ))
             }
         }
     }
@@ -424,7 +492,8 @@ fn is_resolver_call(inner: &str) -> bool {
 /// Splits `name:args` when `inner` is a resolver call.
 fn resolver_call(inner: &str) -> Option<(&str, &str)> {
     let inner = inner.trim_start();
-    let end = inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))?;
+    let end =
+        inner.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-'))?;
     if inner[end..].starts_with(':') && end > 0 {
         Some((&inner[..end], &inner[end + 1..]))
     } else {
@@ -461,15 +530,24 @@ mod tests {
 
     fn resolve(text: &str) -> Result<Node, ConfigError> {
         let root = load_str(text, &Arc::from("t.yaml")).unwrap().unwrap();
-        let ctx = ResolveContext::new(BTreeMap::from([("data_root".to_string(), "/d".to_string())]));
+        let ctx = ResolveContext::new(BTreeMap::from([(
+            "data_root".to_string(),
+            "/d".to_string(),
+        )]));
         Resolver::new(&root, &ctx).resolved("")
     }
 
     #[test]
     fn keeps_types_and_formats_strings_like_python() {
-        let n = resolve("a: 1e-4\nb: ${a}\nc: x${a}_${d}\nd: true\ne: ${.a}\nf: {g: '${..a}'}\nh: '\\${a}'\n").unwrap();
+        let n = resolve(
+            "a: 1e-4\nb: ${a}\nc: x${a}_${d}\nd: true\ne: ${.a}\nf: {g: '${..a}'}\nh: '\\${a}'\n",
+        )
+        .unwrap();
         assert_eq!(n.select("b").unwrap().value, Value::Float(1e-4));
-        assert_eq!(n.select("c").unwrap().value, Value::Str("x0.0001_True".into()));
+        assert_eq!(
+            n.select("c").unwrap().value,
+            Value::Str("x0.0001_True".into())
+        );
         assert_eq!(n.select("e").unwrap().value, Value::Float(1e-4));
         assert_eq!(n.select("f.g").unwrap().value, Value::Float(1e-4));
         assert_eq!(n.select("h").unwrap().value, Value::Str("${a}".into()));
@@ -482,7 +560,10 @@ mod tests {
         assert!(n.select("c").unwrap().value.is_missing());
         let e = resolve("a: ${nope.key}\n").unwrap_err().to_string();
         assert!(e.contains("nope.key"), "{e}");
-        assert!(resolve("a: ${b}\nb: ${a}\n").unwrap_err().to_string().contains("circular"));
+        assert!(resolve("a: ${b}\nb: ${a}\n")
+            .unwrap_err()
+            .to_string()
+            .contains("circular"));
     }
 
     #[test]
@@ -493,6 +574,9 @@ mod tests {
         assert_eq!(n.select("c").unwrap().value, Value::Int(8));
         assert_eq!(n.select("d").unwrap().value, Value::Str("3".into()));
         assert_eq!(n.select("e").unwrap().value, Value::Str("/d/x".into()));
-        assert!(resolve("a: ${oc.nv:X}\n").unwrap_err().to_string().contains("oc.nv"));
+        assert!(resolve("a: ${oc.nv:X}\n")
+            .unwrap_err()
+            .to_string()
+            .contains("oc.nv"));
     }
 }

@@ -64,7 +64,11 @@ fn set(root: &mut Node, path: &str, value: Node) {
         Some((p, l)) => (root.select_mut(p), l),
         None => (Some(root), path),
     };
-    if let Some(Node { value: Value::Map(m), .. }) = parent {
+    if let Some(Node {
+        value: Value::Map(m),
+        ..
+    }) = parent
+    {
         m.insert(last.to_string(), value);
     }
 }
@@ -115,16 +119,32 @@ impl ConfigLoader {
     fn hydra_base(&self, config_name: &str, mode: RunMode) -> Result<Node, ConfigError> {
         let mut node = yaml::load_str(HYDRA_BASE, &Arc::from("<flowrun built-in hydra config>"))?
             .unwrap_or_else(|| Node::builtin(Value::Map(Map::new())));
-        let run_dir = format!("{}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}", self.machine.outputs_root);
-        let sweep_dir = format!("{}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}", self.machine.multirun_root);
+        let run_dir = format!(
+            "{}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}",
+            self.machine.outputs_root
+        );
+        let sweep_dir = format!(
+            "{}/${{now:%Y-%m-%d}}/${{now:%H-%M-%S}}",
+            self.machine.multirun_root
+        );
         set(&mut node, "run.dir", str_node(&run_dir));
         set(&mut node, "sweep.dir", str_node(&sweep_dir));
-        let mode_text = if mode == RunMode::Run { "RUN" } else { "MULTIRUN" };
+        let mode_text = if mode == RunMode::Run {
+            "RUN"
+        } else {
+            "MULTIRUN"
+        };
         set(&mut node, "mode", str_node(mode_text));
         set(&mut node, "job.name", str_node(&self.job_name));
         set(&mut node, "job.config_name", str_node(config_name));
-        set(&mut node, "runtime.version", str_node(concat!("flowrun ", env!("CARGO_PKG_VERSION"))));
-        let cwd = std::env::current_dir().map(|p| p.display().to_string()).unwrap_or_default();
+        set(
+            &mut node,
+            "runtime.version",
+            str_node(concat!("flowrun ", env!("CARGO_PKG_VERSION"))),
+        );
+        let cwd = std::env::current_dir()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
         set(&mut node, "runtime.cwd", str_node(&cwd));
         let sources = self
             .repo
@@ -132,30 +152,66 @@ impl ConfigLoader {
             .iter()
             .map(|s| str_node(&s.describe()))
             .collect();
-        set(&mut node, "runtime.config_sources", Node::builtin(Value::List(sources)));
+        set(
+            &mut node,
+            "runtime.config_sources",
+            Node::builtin(Value::List(sources)),
+        );
         Ok(node)
     }
 
     /// Composes `config_name` with `overrides` and fills the `hydra` node's runtime fields.
-    pub fn compose(&self, config_name: &str, overrides: &[Override], mode: RunMode) -> Result<Composed, ConfigError> {
+    pub fn compose(
+        &self,
+        config_name: &str,
+        overrides: &[Override],
+        mode: RunMode,
+    ) -> Result<Composed, ConfigError> {
         self.compose_impl(config_name, overrides, mode, false)
     }
 
     /// Composes the sweep's own config (`multirun.yaml`): sweep overrides are recorded in
     /// `hydra.overrides.task` but not applied, and mandatory groups may stay unchosen.
-    pub fn compose_sweep(&self, config_name: &str, overrides: &[Override]) -> Result<Composed, ConfigError> {
+    pub fn compose_sweep(
+        &self,
+        config_name: &str,
+        overrides: &[Override],
+    ) -> Result<Composed, ConfigError> {
         self.compose_impl(config_name, overrides, RunMode::Multirun, true)
     }
 
-    fn compose_impl(&self, config_name: &str, overrides: &[Override], mode: RunMode, sweep_master: bool) -> Result<Composed, ConfigError> {
+    fn compose_impl(
+        &self,
+        config_name: &str,
+        overrides: &[Override],
+        mode: RunMode,
+        sweep_master: bool,
+    ) -> Result<Composed, ConfigError> {
         let config_name = config_name.strip_suffix(".yaml").unwrap_or(config_name);
         let hydra = self.hydra_base(config_name, mode)?;
-        let applied: Vec<Override> = overrides.iter().filter(|o| !(sweep_master && o.is_sweep())).cloned().collect();
+        let applied: Vec<Override> = overrides
+            .iter()
+            .filter(|o| !(sweep_master && o.is_sweep()))
+            .cloned()
+            .collect();
         let mut composed = compose(&self.repo, config_name, &applied, hydra, sweep_master)?;
-        let (hydra_ovs, task_ovs): (Vec<&Override>, Vec<&Override>) = overrides.iter().partition(|o| o.is_hydra());
-        let as_list = |ovs: &[&Override]| Node::builtin(Value::List(ovs.iter().map(|o| str_node(&o.input)).collect()));
-        set(&mut composed.root, "hydra.overrides.task", as_list(&task_ovs));
-        set(&mut composed.root, "hydra.overrides.hydra", as_list(&hydra_ovs));
+        let (hydra_ovs, task_ovs): (Vec<&Override>, Vec<&Override>) =
+            overrides.iter().partition(|o| o.is_hydra());
+        let as_list = |ovs: &[&Override]| {
+            Node::builtin(Value::List(
+                ovs.iter().map(|o| str_node(&o.input)).collect(),
+            ))
+        };
+        set(
+            &mut composed.root,
+            "hydra.overrides.task",
+            as_list(&task_ovs),
+        );
+        set(
+            &mut composed.root,
+            "hydra.overrides.hydra",
+            as_list(&hydra_ovs),
+        );
         let mut choices = Map::new();
         for (k, v) in &composed.defaults.choices {
             let value = match v {
@@ -164,9 +220,17 @@ impl ConfigLoader {
             };
             choices.insert(k.clone(), Node::builtin(value));
         }
-        set(&mut composed.root, "hydra.runtime.choices", Node::builtin(Value::Map(choices)));
+        set(
+            &mut composed.root,
+            "hydra.runtime.choices",
+            Node::builtin(Value::Map(choices)),
+        );
         let dirname = override_dirname(&composed.root, &task_ovs);
-        set(&mut composed.root, "hydra.job.override_dirname", str_node(&dirname));
+        set(
+            &mut composed.root,
+            "hydra.job.override_dirname",
+            str_node(&dirname),
+        );
         Ok(composed)
     }
 
@@ -186,8 +250,14 @@ fn override_dirname(root: &Node, task: &[&Override]) -> String {
     };
     let kv_sep = text("hydra.job.config.override_dirname.kv_sep", "=");
     let item_sep = text("hydra.job.config.override_dirname.item_sep", ",");
-    let excluded: Vec<String> = match root.select("hydra.job.config.override_dirname.exclude_keys").map(|n| &n.value) {
-        Some(Value::List(items)) => items.iter().filter_map(|n| n.value.as_str().map(str::to_string)).collect(),
+    let excluded: Vec<String> = match root
+        .select("hydra.job.config.override_dirname.exclude_keys")
+        .map(|n| &n.value)
+    {
+        Some(Value::List(items)) => items
+            .iter()
+            .filter_map(|n| n.value.as_str().map(str::to_string))
+            .collect(),
         _ => Vec::new(),
     };
     let mut lines: Vec<String> = task

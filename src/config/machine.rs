@@ -52,7 +52,11 @@ impl MachineSettings {
         let mut builder = config::Config::builder();
         if let Some(file) = settings_file() {
             let required = std::env::var_os("FLOWRUN_SETTINGS").is_some();
-            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml).required(required));
+            builder = builder.add_source(
+                config::File::from(file)
+                    .format(config::FileFormat::Toml)
+                    .required(required),
+            );
         }
         let env = config::Environment::with_prefix("FLOWRUN").prefix_separator("_");
         let built = builder
@@ -66,7 +70,9 @@ impl MachineSettings {
         let defaults = MachineSettings::default();
         let mut get = |key: &str, default: String| -> Result<String, String> {
             match table.remove(key) {
-                Some(v) => v.into_string().map_err(|e| format!("flowrun setting '{key}': {e}")),
+                Some(v) => v
+                    .into_string()
+                    .map_err(|e| format!("flowrun setting '{key}': {e}")),
                 None => Ok(default),
             }
         };

@@ -67,10 +67,19 @@ impl ConfigSource {
         }
     }
 
-    fn list_dir(&self, group: &str, out_files: &mut BTreeSet<String>, out_dirs: &mut BTreeSet<String>) {
+    fn list_dir(
+        &self,
+        group: &str,
+        out_files: &mut BTreeSet<String>,
+        out_dirs: &mut BTreeSet<String>,
+    ) {
         match self {
             ConfigSource::Dir { path, .. } => {
-                let dir = if group.is_empty() { path.clone() } else { path.join(group) };
+                let dir = if group.is_empty() {
+                    path.clone()
+                } else {
+                    path.join(group)
+                };
                 let Ok(entries) = std::fs::read_dir(&dir) else {
                     return;
                 };
@@ -85,7 +94,11 @@ impl ConfigSource {
                 }
             }
             ConfigSource::Embedded { files, .. } => {
-                let prefix = if group.is_empty() { String::new() } else { format!("{group}/") };
+                let prefix = if group.is_empty() {
+                    String::new()
+                } else {
+                    format!("{group}/")
+                };
                 for (p, _) in files.iter() {
                     if let Some(rest) = p.strip_prefix(&prefix) {
                         match rest.split_once('/') {
@@ -225,7 +238,11 @@ impl ConfigRepository {
         let mut stack = vec![String::new()];
         while let Some(g) = stack.pop() {
             for sub in self.subgroups(&g) {
-                let full = if g.is_empty() { sub } else { format!("{g}/{sub}") };
+                let full = if g.is_empty() {
+                    sub
+                } else {
+                    format!("{g}/{sub}")
+                };
                 if full != "hydra" {
                     out.push(full.clone());
                     stack.push(full);
@@ -264,7 +281,9 @@ impl ConfigRepository {
                 break;
             }
         }
-        self.cache.borrow_mut().insert(path.to_string(), loaded.clone());
+        self.cache
+            .borrow_mut()
+            .insert(path.to_string(), loaded.clone());
         Ok(loaded)
     }
 }
@@ -287,7 +306,9 @@ pub fn parse_header(text: &str, display: &str) -> Result<Option<String>, ConfigE
         let parts: Vec<&str> = comment.split_whitespace().collect();
         if parts.len() != 2 {
             return Err(ConfigError::composition_with_hint(
-                format!("In '{display}': expected a header of the form '# @KEY VALUE', got '{line}'"),
+                format!(
+                    "In '{display}': expected a header of the form '# @KEY VALUE', got '{line}'"
+                ),
                 "write for example '# @package _global_'",
             ));
         }
@@ -331,9 +352,16 @@ fn defaults_error(node: &Node, display: &str, what: &str) -> ConfigError {
 /// Parses a `defaults:` list node into typed entries.
 pub fn parse_defaults_list(node: &Node, display: &str) -> Result<Vec<DefaultsEntry>, ConfigError> {
     let Value::List(items) = &node.value else {
-        return Err(defaults_error(node, display, &format!("expected a list, found a {}", node.value.type_name())));
+        return Err(defaults_error(
+            node,
+            display,
+            &format!("expected a list, found a {}", node.value.type_name()),
+        ));
     };
-    items.iter().map(|item| parse_defaults_entry(item, display)).collect()
+    items
+        .iter()
+        .map(|item| parse_defaults_entry(item, display))
+        .collect()
 }
 
 fn split_package(text: &str) -> (String, Option<String>) {
@@ -372,7 +400,9 @@ fn parse_defaults_entry(item: &Node, display: &str) -> Result<DefaultsEntry, Con
                         return Err(defaults_error(
                             item,
                             display,
-                            &format!("unknown keyword '{other}' (expected 'optional' or 'override')"),
+                            &format!(
+                                "unknown keyword '{other}' (expected 'optional' or 'override')"
+                            ),
                         ))
                     }
                 }
@@ -398,7 +428,11 @@ fn parse_defaults_entry(item: &Node, display: &str) -> Result<DefaultsEntry, Con
                         .collect::<Result<_, _>>()?,
                 ),
                 Value::Map(_) => {
-                    return Err(defaults_error(item, display, "the option of a group must be a name, null, ??? or a list"))
+                    return Err(defaults_error(
+                        item,
+                        display,
+                        "the option of a group must be a name, null, ??? or a list",
+                    ))
                 }
             };
             if let GroupChoice::Name(n) = &choice {
@@ -419,7 +453,10 @@ fn parse_defaults_entry(item: &Node, display: &str) -> Result<DefaultsEntry, Con
         other => Err(defaults_error(
             item,
             display,
-            &format!("expected a string or a one-key mapping, found a {}", other.type_name()),
+            &format!(
+                "expected a string or a one-key mapping, found a {}",
+                other.type_name()
+            ),
         )),
     }
 }
@@ -464,9 +501,16 @@ mod tests {
         let cfg = r.load("config").unwrap().unwrap();
         let defaults = cfg.defaults.clone().unwrap();
         assert_eq!(defaults.len(), 6);
-        assert!(matches!(&defaults[1], DefaultsEntry::Group { group, is_override: true, .. } if group == "/trainer"));
-        assert!(matches!(&defaults[2], DefaultsEntry::Group { optional: true, .. }));
-        assert!(matches!(&defaults[3], DefaultsEntry::Group { package: Some(p), .. } if p == "model.path"));
+        assert!(
+            matches!(&defaults[1], DefaultsEntry::Group { group, is_override: true, .. } if group == "/trainer")
+        );
+        assert!(matches!(
+            &defaults[2],
+            DefaultsEntry::Group { optional: true, .. }
+        ));
+        assert!(
+            matches!(&defaults[3], DefaultsEntry::Group { package: Some(p), .. } if p == "model.path")
+        );
         assert_eq!(defaults[5], DefaultsEntry::SelfRef);
         assert!(cfg.content.child("defaults").is_none());
         let fm = r.load("model/fm").unwrap().unwrap();
@@ -477,7 +521,12 @@ mod tests {
     #[test]
     fn header_stops_at_first_plain_comment() {
         assert_eq!(parse_header("# hello\n# @package x\n", "f").unwrap(), None);
-        assert_eq!(parse_header("\n# @package a.b\nk: 1\n", "f").unwrap().as_deref(), Some("a.b"));
+        assert_eq!(
+            parse_header("\n# @package a.b\nk: 1\n", "f")
+                .unwrap()
+                .as_deref(),
+            Some("a.b")
+        );
         assert!(parse_header("# @package\n", "f").is_err());
     }
 }

@@ -15,12 +15,19 @@ fn prefix(kind: OverrideKind) -> &'static str {
 }
 
 /// The jobs of a sweep: one list of override strings per job, in launch order.
-pub fn expand_sweeps(overrides: &[Override], repo: &ConfigRepository) -> Result<Vec<Vec<String>>, ConfigError> {
+pub fn expand_sweeps(
+    overrides: &[Override],
+    repo: &ConfigRepository,
+) -> Result<Vec<Vec<String>>, ConfigError> {
     let mut axes: Vec<Vec<String>> = Vec::with_capacity(overrides.len());
     for ov in overrides {
         match &ov.value {
             OverrideValue::Sweep(sweep) => {
-                let options = if repo.group_exists(&ov.key) { repo.group_options(&ov.key) } else { Vec::new() };
+                let options = if repo.group_exists(&ov.key) {
+                    repo.group_options(&ov.key)
+                } else {
+                    Vec::new()
+                };
                 let values = sweep.expand(&options)?;
                 if values.is_empty() {
                     return Err(ConfigError::composition_with_hint(
@@ -31,7 +38,14 @@ pub fn expand_sweeps(overrides: &[Override], repo: &ConfigRepository) -> Result<
                 axes.push(
                     values
                         .iter()
-                        .map(|v| format!("{}{}={}", prefix(ov.kind), ov.key_element(), v.to_value_string()))
+                        .map(|v| {
+                            format!(
+                                "{}{}={}",
+                                prefix(ov.kind),
+                                ov.key_element(),
+                                v.to_value_string()
+                            )
+                        })
                         .collect(),
                 );
             }
@@ -64,7 +78,8 @@ mod tests {
     #[test]
     fn cartesian_product_first_axis_slowest() {
         let repo = ConfigRepository::new(Vec::new());
-        let jobs = expand_sweeps(&parse(&["lr=0.1,0.01", "seed=1", "+bs=range(1,3)"]), &repo).unwrap();
+        let jobs =
+            expand_sweeps(&parse(&["lr=0.1,0.01", "seed=1", "+bs=range(1,3)"]), &repo).unwrap();
         assert_eq!(
             jobs,
             vec![
@@ -79,6 +94,9 @@ mod tests {
     #[test]
     fn no_sweep_is_one_job() {
         let repo = ConfigRepository::new(Vec::new());
-        assert_eq!(expand_sweeps(&parse(&["a=1"]), &repo).unwrap(), vec![vec!["a=1".to_string()]]);
+        assert_eq!(
+            expand_sweeps(&parse(&["a=1"]), &repo).unwrap(),
+            vec![vec!["a=1".to_string()]]
+        );
     }
 }

@@ -6,8 +6,14 @@ use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` so that readers see either the old file or the whole new one.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let mut attempt = 0u32;
     let (tmp, mut file) = loop {
         let tmp = dir.join(format!(".{name}.tmp.{}.{attempt}", std::process::id()));
@@ -37,14 +43,21 @@ pub fn create_fresh_dir(path: &Path) -> io::Result<PathBuf> {
     }
     let base = path.as_os_str().to_string_lossy().to_string();
     for n in 0..10_000u32 {
-        let candidate = if n == 0 { PathBuf::from(&base) } else { PathBuf::from(format!("{base}_{n}")) };
+        let candidate = if n == 0 {
+            PathBuf::from(&base)
+        } else {
+            PathBuf::from(format!("{base}_{n}"))
+        };
         match fs::create_dir(&candidate) {
             Ok(()) => return Ok(candidate),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),
         }
     }
-    Err(io::Error::new(io::ErrorKind::AlreadyExists, format!("no free directory name next to {base}")))
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("no free directory name next to {base}"),
+    ))
 }
 
 #[cfg(test)]

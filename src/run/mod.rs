@@ -29,7 +29,12 @@ pub struct RunSnapshot {
 
 /// The git commit of the working directory, and whether it has uncommitted changes.
 pub fn git_state(dir: &Path) -> Option<(String, bool)> {
-    let out = Command::new("git").arg("-C").arg(dir).args(["rev-parse", "HEAD"]).output().ok()?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
     if !out.status.success() {
         return None;
     }
@@ -55,15 +60,25 @@ pub fn create_run_dir(wanted: &Path, snapshot: &RunSnapshot) -> io::Result<PathB
 pub fn write_snapshot(dir: &Path, snapshot: &RunSnapshot) -> io::Result<()> {
     let hydra_dir = dir.join(".hydra");
     std::fs::create_dir_all(&hydra_dir)?;
-    atomic_write(&hydra_dir.join("config.yaml"), to_yaml(&snapshot.config).as_bytes())?;
+    atomic_write(
+        &hydra_dir.join("config.yaml"),
+        to_yaml(&snapshot.config).as_bytes(),
+    )?;
     atomic_write(
         &hydra_dir.join("config.unresolved.yaml"),
         to_yaml(&snapshot.config_unresolved).as_bytes(),
     )?;
     let overrides = Node::builtin(Value::List(
-        snapshot.overrides.iter().map(|o| Node::builtin(Value::Str(o.clone()))).collect(),
+        snapshot
+            .overrides
+            .iter()
+            .map(|o| Node::builtin(Value::Str(o.clone())))
+            .collect(),
     ));
-    atomic_write(&hydra_dir.join("overrides.yaml"), to_yaml(&overrides).as_bytes())?;
+    atomic_write(
+        &hydra_dir.join("overrides.yaml"),
+        to_yaml(&overrides).as_bytes(),
+    )?;
     let mut hydra = snapshot.hydra.clone();
     if let Some(runtime) = hydra.select_mut("runtime") {
         let output_dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
