@@ -473,8 +473,6 @@ mod tests {
             list(&["model/net=big", "~trainer"]).unwrap()[0..2],
             pairs(&[("model/fm", "model"), ("model/net/big", "model.net")])[..]
         );
-        let e = list(&["net=big"]).unwrap_err().to_string();
-        assert!(e.contains("Could not override 'net'"), "{e}");
         let e = list(&["trainer=mult"]).unwrap_err();
         assert!(e.to_string().contains("Available options in 'trainer'"));
         assert_eq!(e.hint(), Some("did you mean trainer=multi?"));
