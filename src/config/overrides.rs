@@ -132,11 +132,7 @@ pub struct OverrideParseError {
 
 impl fmt::Display for OverrideParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)?;
-        match &self.hint {
-            Some(hint) => write!(f, "\nhint: {hint}"),
-            None => Ok(()),
-        }
+        f.write_str(&self.message)
     }
 }
 

@@ -109,10 +109,11 @@ impl Builder<'_> {
             EntryKind::Group { .. } => {
                 let options = self.repo.group_options(&entry.group_path());
                 let name = entry.name().unwrap_or_default();
+                let plus = if entry.external_append { "+" } else { "" };
                 match super::error::did_you_mean(&name, options.iter().map(String::as_str)) {
-                    Some(s) => format!("did you mean {}={s}?", entry.override_key()),
+                    Some(s) => format!("did you mean {plus}{}={s}?", entry.override_key()),
                     None => format!(
-                        "choose one of the options above with {}=OPTION",
+                        "choose one of the options above with {plus}{}=OPTION",
                         entry.override_key()
                     ),
                 }
