@@ -99,46 +99,11 @@ impl ConfigError {
     }
 }
 
-/// The closest candidate to `word` by edit distance, if it is close enough to be a likely typo.
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1) + 1;
-    candidates
-        .into_iter()
-        .map(|c| (edit_distance(word, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c)
-}
-
-/// Levenshtein distance between two strings, counted in chars.
-pub fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur[j + 1] = (prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
+pub use super::suggest::did_you_mean;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn suggests_close_names_only() {
-        let opts = ["multi_gpu", "single_gpu", "cpu"];
-        assert_eq!(did_you_mean("multi-gpu", opts), Some("multi_gpu"));
-        assert_eq!(did_you_mean("cpus", opts), Some("cpu"));
-        assert_eq!(did_you_mean("tpu_pod_v4", opts), None);
-    }
 
     #[test]
     fn missing_values_are_all_listed_with_their_fix() {

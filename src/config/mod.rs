@@ -21,6 +21,7 @@ pub mod overrides;
 pub mod pyfmt;
 pub mod repo;
 pub mod schema;
+pub mod suggest;
 pub mod sweep;
 pub mod yaml;
 

@@ -19,6 +19,7 @@ mod sweep;
 mod tests;
 
 use super::node::{Node, Origin, Value};
+use super::pyfmt::float_repr;
 
 /// What an override does to the config.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -214,7 +215,7 @@ impl Element {
             Element::Null => "null".into(),
             Element::Bool(b) => if *b { "True" } else { "False" }.into(),
             Element::Int(i) => i.to_string(),
-            Element::Float(x) => py_float(*x),
+            Element::Float(x) => float_repr(*x),
             Element::Str { text, quoted: true } => quote(text),
             Element::Str {
                 text,
@@ -238,44 +239,6 @@ impl Element {
                 format!("{{{}}}", items.join(","))
             }
         }
-    }
-}
-
-/// Python's `repr()` of a float: shortest round-trip digits, `1e-05` / `1e+16` outside 1e-4..1e16.
-fn py_float(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".into();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.into();
-    }
-    let sci = format!("{:e}", x.abs());
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(char::is_ascii_digit).collect();
-    let sign = if x.is_sign_negative() { "-" } else { "" };
-    if (-4..16).contains(&exp) {
-        let body = if exp < 0 {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        } else {
-            let int_len = exp as usize + 1;
-            let padded = format!("{digits:0<int_len$}");
-            let (int, frac) = padded.split_at(int_len);
-            format!("{int}.{}", if frac.is_empty() { "0" } else { frac })
-        };
-        format!("{sign}{body}")
-    } else {
-        let (first, rest) = digits.split_at(1.min(digits.len()));
-        let frac = if rest.is_empty() {
-            String::new()
-        } else {
-            format!(".{rest}")
-        };
-        format!(
-            "{sign}{first}{frac}e{}{:02}",
-            if exp < 0 { '-' } else { '+' },
-            exp.abs()
-        )
     }
 }
 

@@ -4,7 +4,8 @@
 use std::fmt;
 
 use super::sweep::range_values;
-use super::{py_float, Element, Fail, Number, Sweep};
+use super::{Element, Fail, Number, Sweep};
+use crate::config::pyfmt::float_repr;
 
 const KNOWN: &str =
     "bool, choice, extend_list, float, glob, int, interval, range, shuffle, sort, str";
@@ -259,7 +260,7 @@ fn cast_elem(c: Cast, e: &Element) -> Result<Element, Fail> {
         (Cast::Float, Element::Str { text, .. }) => Element::Float(py_float_parse(text)?),
         (Cast::Str, Element::Bool(b)) => s(b.to_string()),
         (Cast::Str, Element::Int(i)) => s(i.to_string()),
-        (Cast::Str, Element::Float(f)) => s(py_float(*f)),
+        (Cast::Str, Element::Float(f)) => s(float_repr(*f)),
         (Cast::Str, Element::Str { text, .. }) => s(text.clone()),
         (Cast::Bool, Element::Bool(b)) => Element::Bool(*b),
         (Cast::Bool, Element::Int(i)) => Element::Bool(*i != 0),
@@ -283,7 +284,7 @@ fn float_to_int(f: f64) -> Result<i64, Fail> {
     } else {
         Err(Fail::new(format!(
             "cannot convert float {} to a 64-bit integer",
-            py_float(f)
+            float_repr(f)
         )))
     }
 }

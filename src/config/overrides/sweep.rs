@@ -5,7 +5,8 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use super::functions::num_f64;
-use super::{py_float, Element, Fail, Number, OverrideParseError, Sweep};
+use super::{Element, Fail, Number, OverrideParseError, Sweep};
+use crate::config::pyfmt::float_repr;
 
 /// The most values one sweep may expand to, so `range(0,10000000000)` fails instead of hanging.
 const MAX_SWEEP_VALUES: usize = 100_000;
@@ -68,7 +69,7 @@ pub(super) fn range_values(
 /// The numbers as integers over one power of ten (`Decimal(str(x))`), when small enough.
 fn decimals(xs: [f64; 3]) -> Option<([i128; 3], i32)> {
     let parts = xs.map(|x| {
-        let repr = py_float(x);
+        let repr = float_repr(x);
         let (mantissa, exp) = repr.split_once('e').unwrap_or((&repr, "0"));
         let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let m: i128 = format!("{int}{frac}").parse().ok()?;
@@ -173,7 +174,7 @@ impl fmt::Display for Sweep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let num = |n: &Number| match n {
             Number::Int(i) => i.to_string(),
-            Number::Float(x) => py_float(*x),
+            Number::Float(x) => float_repr(*x),
         };
         let strs = |v: &[String]| {
             Element::List(
@@ -199,7 +200,7 @@ impl fmt::Display for Sweep {
                 strs(include).to_value_string(),
                 strs(exclude).to_value_string()
             ),
-            Sweep::Interval(a, b) => write!(f, "interval({},{})", py_float(*a), py_float(*b)),
+            Sweep::Interval(a, b) => write!(f, "interval({},{})", float_repr(*a), float_repr(*b)),
         }
     }
 }

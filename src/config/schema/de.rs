@@ -131,7 +131,7 @@ impl<'a> NodeDe<'a> {
                 &child.origin,
                 unknown_message("key", key, fields),
             );
-            err = match did_you_mean(key, fields) {
+            err = match did_you_mean(key, fields.iter().copied()) {
                 Some(best) => err.with_hint(format!(
                     "rename '{key}' to '{best}' (on the command line: {}={})",
                     self.key_of(best),
@@ -270,7 +270,7 @@ impl<'a> NodeDe<'a> {
         let name = self.str(&expected)?;
         if !variants.contains(&name) {
             let mut err = self.error(unknown_message("value", name, variants));
-            if let Some(best) = did_you_mean(name, variants) {
+            if let Some(best) = did_you_mean(name, variants.iter().copied()) {
                 err = err.with_hint(format!("did you mean {}={best}?", self.path));
             }
             return Err(err);

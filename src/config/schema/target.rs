@@ -67,7 +67,7 @@ pub fn decode_target<T>(de: NodeDe<'_>, registry: &[Target<T>]) -> Result<T, Sch
         return (entry.decode)(de.skipping_target());
     }
     let mut message = format!("unknown target '{}'.", shorten(name));
-    let best = did_you_mean(name, &names);
+    let best = did_you_mean(name, names.iter().copied());
     if let Some(best) = best {
         message.push_str(&format!(" Did you mean '{best}'?"));
     }
