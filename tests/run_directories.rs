@@ -174,3 +174,99 @@ fn multirun_expands_sweeps_into_numbered_jobs() {
         "{hydra3}"
     );
 }
+
+#[test]
+fn config_dir_adds_and_replaces_shipped_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let user = dir.path().join("my_conf");
+    std::fs::create_dir_all(user.join("trainer")).unwrap();
+    std::fs::write(user.join("trainer/cluster.yaml"), "_target_: flowrun.train.Trainer\naccelerator: cpu\ndevices: 1\nnum_nodes: 1\nstrategy: auto\nprecision: 32\nmax_epochs: 3\nmax_steps: null\ngradient_clip_val: 1.0\naccumulate_grad_batches: 1\ncheck_val_every_n_epoch: 1\nval_check_interval: null\nlog_every_n_steps: 1\n").unwrap();
+    std::fs::write(
+        user.join("trainer/cpu.yaml"),
+        "_target_: flowrun.train.Trainer\naccelerator: cpu\nlog_every_n_steps: 7\n",
+    )
+    .unwrap();
+    let out = train(
+        dir.path(),
+        &["--config-dir", "my_conf", "--cfg", "job", "trainer=cluster"],
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("max_epochs: 3"));
+    let out = train(
+        dir.path(),
+        &[
+            "-cd",
+            "my_conf",
+            "--cfg",
+            "job",
+            "-p",
+            "trainer",
+            "trainer=cpu",
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "# @package trainer\n_target_: flowrun.train.Trainer\naccelerator: cpu\nlog_every_n_steps: 7\n");
+    let help = String::from_utf8_lossy(&train(dir.path(), &["-cd", "my_conf", "--help"]).stdout)
+        .to_string();
+    assert!(
+        help.contains("trainer: cluster, cpu, multi_gpu, single_gpu"),
+        "{help}"
+    );
+}
+
+#[test]
+fn machine_settings_move_the_outputs_root_below_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = dir.path().join("settings.toml");
+    std::fs::write(
+        &settings,
+        "outputs_root = \"from_file\"\ndata_root = \"/data/namo_root\"\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_train"));
+        cmd.current_dir(dir.path())
+            .env("FLOWRUN_SETTINGS", &settings)
+            .args(extra);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    run(&[], &[]);
+    assert!(dir.path().join("from_file").is_dir());
+    run(&[], &[("FLOWRUN_OUTPUTS_ROOT", "from_env")]);
+    assert!(dir.path().join("from_env").is_dir());
+    run(
+        &["hydra.run.dir=from_cli"],
+        &[("FLOWRUN_OUTPUTS_ROOT", "from_env")],
+    );
+    assert!(dir.path().join("from_cli/.hydra").is_dir());
+    let cfg = run(&["--cfg", "job", "--resolve", "data=namo_npz"], &[]);
+    assert!(cfg.contains("data_dir: /data/namo_root/namo"), "{cfg}");
+    let out = Command::new(env!("CARGO_BIN_EXE_train"))
+        .current_dir(dir.path())
+        .env("FLOWRUN_OUTPUT_ROOT", "x")
+        .args(["--cfg", "job"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown flowrun setting 'output_root'"));
+}
+
+#[test]
+fn version_and_multirun_cfg_print_without_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = String::from_utf8_lossy(&train(dir.path(), &["--version"]).stdout).to_string();
+    assert!(v.starts_with("train (flowrun) "), "{v}");
+    let cfg = String::from_utf8_lossy(
+        &train(dir.path(), &["-m", "--cfg", "job", "base_lr=1e-4,1e-3"]).stdout,
+    )
+    .to_string();
+    assert!(cfg.contains("base_lr: 0.0001"), "{cfg}");
+    assert!(entries(dir.path()).is_empty());
+}

@@ -123,7 +123,10 @@ fn print_cfg(
         RunMode::Run
     };
     let parsed = parse_overrides(overrides, mode)?;
-    let composed = loader.compose(name, &parsed, mode)?;
+    let composed = match mode {
+        RunMode::Run => loader.compose(name, &parsed, mode)?,
+        RunMode::Multirun => loader.compose_sweep(name, &parsed)?,
+    };
     let root = if args.resolve {
         let mut map = Map::new();
         if let Value::Map(m) = &composed.root.value {
