@@ -149,6 +149,9 @@ fn documented_overrides_work_as_in_hydra() {
         Value::Str("ddpm".into())
     );
     check("train_hf_diffusion", &["sampler=ddpm"]);
+    for sampler in ["euler", "midpoint", "rk4", "dopri5"] {
+        check("train_hf_diffusion", &[&format!("sampler={sampler}")]);
+    }
     check("train_fb_flow_matching", &["trainer=cpu", "data=namo_npz"]);
 }
 
@@ -173,4 +176,22 @@ fn experiments() {
     let job = check("train_fb_flow_matching", &["+experiment=cpu"]);
     assert_eq!(get(&job, "trainer.accelerator"), Value::Str("cpu".into()));
     assert_eq!(get(&job, "data.subset"), Value::Int(5));
+}
+
+#[test]
+fn a_sampler_that_cannot_sample_the_path_fails_at_compose_time() {
+    let l = loader();
+    let args = vec!["sampler=ddim".to_string()];
+    let parsed = parse_overrides(&args, RunMode::Run).unwrap();
+    let composed = l
+        .compose("train_fb_flow_matching", &parsed, RunMode::Run)
+        .unwrap();
+    let job = job_part(&l.resolve(&composed, "").unwrap());
+    let err = load_train_settings(&job).unwrap_err();
+    assert_eq!(err.key, "model.sampler");
+    let hint = err.hint().unwrap_or_default();
+    assert!(
+        hint.contains("sampler=euler, sampler=midpoint, sampler=rk4, sampler=dopri5"),
+        "{err}: {hint}"
+    );
 }

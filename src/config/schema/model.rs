@@ -115,8 +115,9 @@ impl Validate for ModelSettings {
     }
 }
 
-/// A flow-matching path needs an ODE sampler and a diffusion path a diffusion sampler, with no
-/// more inference steps than training timesteps.
+/// A flow-matching path is sampled by an ODE solver only; a diffusion path by DDIM, DDPM, or an
+/// ODE solver through its probability-flow ODE. Diffusion samplers take no more inference steps
+/// than training timesteps.
 fn check_path_and_sampler(
     path: &PathSettings,
     sampler: &SamplerSettings,
@@ -128,22 +129,15 @@ fn check_path_and_sampler(
             .error_at(
                 "sampler",
                 format!(
-                    "model.sampler is the diffusion sampler '{name}' but model.path is a \
+                    "the sampler '{name}' needs a diffusion path, but model.path is a \
                      flow-matching (affine) path"
                 ),
             )
             .with_hint(
-                "choose an ODE sampler (sampler=euler, sampler=midpoint, sampler=rk4 or \
-                 sampler=dopri5), or a diffusion path (path=ddpm)",
+                "samplers valid for a flow-matching path: sampler=euler, sampler=midpoint, \
+                 sampler=rk4, sampler=dopri5 (or switch to a diffusion path with path=ddpm)",
             )),
-        (PathSettings::Diffusion(_), SamplerSettings::Ode(_)) => Err(at
-            .error_at(
-                "sampler",
-                format!(
-                    "model.sampler is the ODE sampler '{name}' but model.path is a diffusion path"
-                ),
-            )
-            .with_hint("choose sampler=ddim or sampler=ddpm, or path=condot")),
+        (_, SamplerSettings::Ode(_)) | (PathSettings::Affine(_), _) => Ok(()),
         (PathSettings::Diffusion(p), SamplerSettings::Diffusion(s)) => ensure(
             s.steps <= p.num_train_timesteps,
             at,

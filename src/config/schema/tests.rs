@@ -311,24 +311,26 @@ fn paths_and_samplers_must_match() {
         "conf/sampler/midpoint.yaml",
     );
     put(&mut job, "model.sampler", midpoint);
-    let err = error_of(&job);
-    assert_eq!(err.key, "model.sampler");
-    assert_eq!(
-        err.message,
-        "model.sampler is the ODE sampler 'midpoint' but model.path is a diffusion path"
+    assert!(
+        load_train_settings(&job).is_ok(),
+        "an ODE sampler integrates a diffusion path's probability-flow ODE"
     );
-    assert_eq!(
-        err.hint(),
-        Some("choose sampler=ddim or sampler=ddpm, or path=condot")
-    );
-    assert_eq!(err.origin, "conf/sampler/midpoint.yaml:1:1");
 
     let mut job = fm();
     let ddim = diffusion().select("model.sampler").unwrap().clone();
     put(&mut job, "model.sampler", ddim);
     let err = error_of(&job);
-    assert!(err.message.contains("diffusion sampler 'ddim'"), "{err}");
-    assert!(err.hint().unwrap().contains("path=ddpm"), "{err:?}");
+    assert!(
+        err.message
+            .contains("the sampler 'ddim' needs a diffusion path"),
+        "{err}"
+    );
+    assert!(
+        err.hint()
+            .unwrap()
+            .contains("sampler=euler, sampler=midpoint, sampler=rk4, sampler=dopri5"),
+        "{err:?}"
+    );
 
     let mut job = diffusion();
     set(
