@@ -7,4 +7,6 @@
 
 pub mod cli;
 pub mod config;
+pub mod path;
 pub mod run;
+pub mod sampler;

@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum PathError {
     /// A flow-matching time outside [0, 1] (t=0 is noise, t=1 is data).
-    #[error("time t={value} is outside [0, 1] (flow-matching time runs from t=0, noise, to t=1, data)")]
+    #[error(
+        "time t={value} is outside [0, 1] (flow-matching time runs from t=0, noise, to t=1, data)"
+    )]
     TimeOutOfRange {
         /// The offending value.
         value: f64,
@@ -14,7 +16,7 @@ pub enum PathError {
     BadShape {
         /// Which argument.
         what: &'static str,
-        /// The expected shape, in words (e.g. "[batch_size]").
+        /// The expected shape, in words (e.g. `[batch_size]`).
         expected: String,
         /// The shape found.
         got: Vec<usize>,

@@ -17,7 +17,12 @@ pub struct Array {
 
 impl Array {
     fn from_json(v: &Json) -> Array {
-        let shape = v["shape"].as_array().expect("shape").iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape = v["shape"]
+            .as_array()
+            .expect("shape")
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         let dtype = v["dtype"].as_str().expect("dtype").to_string();
         let data = v["data"]
             .as_array()
@@ -47,9 +52,17 @@ impl Array {
     /// The array as a tensor of its own dtype on `device`.
     pub fn tensor(&self, device: &Device) -> Tensor {
         let t = match self.dtype.as_str() {
-            "f32" => Tensor::from_vec(self.data.iter().map(|x| *x as f32).collect::<Vec<_>>(), self.shape.as_slice(), device),
+            "f32" => Tensor::from_vec(
+                self.data.iter().map(|x| *x as f32).collect::<Vec<_>>(),
+                self.shape.as_slice(),
+                device,
+            ),
             "f64" => Tensor::from_vec(self.data.clone(), self.shape.as_slice(), device),
-            "i64" => Tensor::from_vec(self.data.iter().map(|x| *x as i64).collect::<Vec<_>>(), self.shape.as_slice(), device),
+            "i64" => Tensor::from_vec(
+                self.data.iter().map(|x| *x as i64).collect::<Vec<_>>(),
+                self.shape.as_slice(),
+                device,
+            ),
             other => panic!("unknown dtype {other}"),
         };
         t.expect("tensor from golden array")
@@ -83,12 +96,22 @@ pub struct Case {
 impl Case {
     /// The input called `name`.
     pub fn input(&self, name: &str) -> &Array {
-        &self.inputs.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("{}: no input {name}", self.name)).1
+        &self
+            .inputs
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("{}: no input {name}", self.name))
+            .1
     }
 
     /// The output called `name`.
     pub fn output(&self, name: &str) -> &Array {
-        &self.outputs.iter().find(|(k, _)| k == name).unwrap_or_else(|| panic!("{}: no output {name}", self.name)).1
+        &self
+            .outputs
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("{}: no output {name}", self.name))
+            .1
     }
 
     /// The operation of this case (`params.op`).
@@ -99,11 +122,19 @@ impl Case {
 
 /// All cases of one golden file (`paths`, `diffusion`, `ode` or `losses`).
 pub fn load(file: &str) -> Vec<Case> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(format!("{file}.json"));
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden")
+        .join(format!("{file}.json"));
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let root: Json = serde_json::from_str(&text).expect("golden json");
     let arrays = |v: &Json| -> Vec<(String, Array)> {
-        v.as_object().map(|m| m.iter().map(|(k, a)| (k.clone(), Array::from_json(a))).collect()).unwrap_or_default()
+        v.as_object()
+            .map(|m| {
+                m.iter()
+                    .map(|(k, a)| (k.clone(), Array::from_json(a)))
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     root["cases"]
         .as_array()
@@ -134,7 +165,10 @@ pub fn tolerance(case: &Case, file: &str, output: &str) -> (f64, f64) {
     let want = case.output(output);
     let (rtol, atol) = default_tolerance(file, &want.dtype);
     match case.params.get("tol").and_then(|t| t.get(output)) {
-        Some(t) => (t["rtol"].as_f64().unwrap_or(rtol), t["atol"].as_f64().unwrap_or(atol)),
+        Some(t) => (
+            t["rtol"].as_f64().unwrap_or(rtol),
+            t["atol"].as_f64().unwrap_or(atol),
+        ),
         None => (rtol, atol),
     }
 }
@@ -145,23 +179,44 @@ pub fn compare(got: &Tensor, want: &Array, rtol: f64, atol: f64) -> Option<Strin
     if got.dims() != want.shape.as_slice() {
         return Some(format!("shape {:?}, expected {:?}", got.dims(), want.shape));
     }
-    let got: Vec<f64> = got.flatten_all().and_then(|t| t.to_dtype(DType::F64)).and_then(|t| t.to_vec1()).expect("tensor values");
+    let got: Vec<f64> = got
+        .flatten_all()
+        .and_then(|t| t.to_dtype(DType::F64))
+        .and_then(|t| t.to_vec1())
+        .expect("tensor values");
     let mut worst: Option<(f64, usize)> = None;
     for (i, (g, w)) in got.iter().zip(&want.data).enumerate() {
         let bad = if w.is_nan() {
-            if g.is_nan() { 0.0 } else { f64::INFINITY }
+            if g.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            }
         } else if w.is_infinite() {
-            if g == w { 0.0 } else { f64::INFINITY }
+            if g == w {
+                0.0
+            } else {
+                f64::INFINITY
+            }
         } else {
             let err = (g - w).abs();
             let tol = atol + rtol * w.abs();
-            if err <= tol { 0.0 } else { err / tol }
+            if err <= tol {
+                0.0
+            } else {
+                err / tol
+            }
         };
         if bad > 0.0 && worst.is_none_or(|(b, _)| bad > b) {
             worst = Some((bad, i));
         }
     }
-    worst.map(|(ratio, i)| format!("element {i}: got {}, want {} ({ratio:.1}x the tolerance)", got[i], want.data[i]))
+    worst.map(|(ratio, i)| {
+        format!(
+            "element {i}: got {}, want {} ({ratio:.1}x the tolerance)",
+            got[i], want.data[i]
+        )
+    })
 }
 
 /// Collects failures across cases and panics with all of them at the end.
@@ -177,7 +232,8 @@ impl Report {
         let (rtol, atol) = tolerance(case, file, output);
         self.checked += 1;
         if let Some(msg) = compare(got, case.output(output), rtol, atol) {
-            self.failures.push(format!("{} [{output}]: {msg}", case.name));
+            self.failures
+                .push(format!("{} [{output}]: {msg}", case.name));
         }
     }
 
@@ -186,7 +242,10 @@ impl Report {
         self.checked += 1;
         let want = case.output(output).ints();
         if want != got {
-            self.failures.push(format!("{} [{output}]: got {got:?}, want {want:?}", case.name));
+            self.failures.push(format!(
+                "{} [{output}]: got {got:?}, want {want:?}",
+                case.name
+            ));
         }
     }
 
@@ -197,8 +256,16 @@ impl Report {
 
     /// Panics listing every failure; prints how many outputs were checked.
     pub fn finish(self, what: &str) {
-        println!("{what}: {} outputs checked, {} failed", self.checked, self.failures.len());
+        println!(
+            "{what}: {} outputs checked, {} failed",
+            self.checked,
+            self.failures.len()
+        );
         assert!(self.checked > 0, "{what}: nothing was checked");
-        assert!(self.failures.is_empty(), "{what}:\n{}", self.failures.join("\n"));
+        assert!(
+            self.failures.is_empty(),
+            "{what}:\n{}",
+            self.failures.join("\n")
+        );
     }
 }

@@ -137,7 +137,7 @@ fn check_path_and_sampler(
                 "samplers valid for a flow-matching path: sampler=euler, sampler=midpoint, \
                  sampler=rk4, sampler=dopri5 (or switch to a diffusion path with path=ddpm)",
             )),
-        (_, SamplerSettings::Ode(_)) | (PathSettings::Affine(_), _) => Ok(()),
+        (_, SamplerSettings::Ode(_)) => Ok(()),
         (PathSettings::Diffusion(p), SamplerSettings::Diffusion(s)) => ensure(
             s.steps <= p.num_train_timesteps,
             at,
@@ -155,7 +155,6 @@ fn check_path_and_sampler(
                 )
             },
         ),
-        (PathSettings::Affine(_), SamplerSettings::Ode(_)) => Ok(()),
     }
 }
 
