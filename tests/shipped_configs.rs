@@ -7,6 +7,8 @@ use flowrun::config::loader::{parse_overrides, ConfigLoader, RunMode};
 use flowrun::config::machine::MachineSettings;
 use flowrun::config::node::Value;
 use flowrun::config::schema::load_train_settings;
+use flowrun::path::settings::ProbPath;
+use flowrun::sampler::plan::SamplerPlan;
 
 fn loader() -> ConfigLoader {
     let args = CommandArgs {
@@ -194,4 +196,41 @@ fn a_sampler_that_cannot_sample_the_path_fails_at_compose_time() {
         hint.contains("sampler=euler, sampler=midpoint, sampler=rk4, sampler=dopri5"),
         "{err}: {hint}"
     );
+}
+
+#[test]
+fn every_shipped_path_and_sampler_maps_onto_typed_samplers() {
+    for (config, paths) in [
+        (
+            "train_fb_flow_matching",
+            &["condot", "cosine", "vp", "linear_vp", "polynomial"][..],
+        ),
+        ("train_hf_diffusion", &["ddpm"][..]),
+    ] {
+        for path in paths {
+            for sampler in ["euler", "midpoint", "rk4", "dopri5", "ddim", "ddpm"] {
+                if config == "train_fb_flow_matching" && sampler.starts_with("dd") {
+                    continue;
+                }
+                let l = loader();
+                let args = vec![format!("path={path}"), format!("sampler={sampler}")];
+                let parsed = parse_overrides(&args, RunMode::Run).unwrap();
+                let job = job_part(
+                    &l.resolve(&l.compose(config, &parsed, RunMode::Run).unwrap(), "")
+                        .unwrap(),
+                );
+                let settings =
+                    load_train_settings(&job).unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                let prob_path = ProbPath::from_settings(&settings.model.path)
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                let plan = SamplerPlan::from_settings(&settings.model.sampler, &prob_path)
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                let ode = plan.ode_setup(candle_core::DType::F32).unwrap();
+                assert_eq!(ode.is_some(), !sampler.starts_with("dd"), "{args:?}");
+                if let SamplerPlan::Ddim { steps, .. } | SamplerPlan::Ddpm { steps, .. } = &plan {
+                    assert_eq!(steps.timesteps.len(), 50, "{args:?}");
+                }
+            }
+        }
+    }
 }

@@ -16,3 +16,4 @@ pub mod diffusion;
 pub mod error;
 pub mod schedule_transform;
 pub mod scheduler;
+pub mod settings;

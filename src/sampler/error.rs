@@ -29,6 +29,14 @@ pub enum SamplerError {
         /// Where it had to go.
         target: f64,
     },
+    /// dopri5's step size shrank below the resolution of the time (torchdiffeq's "underflow in dt").
+    #[error("dopri5 step size underflowed at t={t} (dt={dt}); atol/rtol are probably below the state's precision (f32 resolves about 1e-7 relative) or the velocity field is not smooth")]
+    StepSizeUnderflow {
+        /// The time at which it happened.
+        t: f64,
+        /// The step size that no longer advances the time.
+        dt: f64,
+    },
     /// A path or schedule error.
     #[error(transparent)]
     Path(#[from] PathError),

@@ -8,5 +8,8 @@ pub mod ddim;
 pub mod ddpm;
 pub mod discrete;
 pub mod error;
+pub mod ode;
+pub mod plan;
 pub mod prediction;
+pub mod probability_flow;
 pub mod timesteps;
