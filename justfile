@@ -14,11 +14,15 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # All benchmarks.
-bench: bench-config
+bench: bench-config bench-solvers
 
 # Wall time of `train --cfg job` on the shipped tree, against Hydra's 567 ms.
 bench-config:
     cargo bench --bench config_compose
+
+# Sampler arithmetic per step on a (64,1,64,64) state, the network excluded.
+bench-solvers:
+    cargo bench --bench solver_step
 
 # Hydra conformance through the independent Python checker (needs PyYAML).
 conformance:
