@@ -10,3 +10,4 @@ pub mod config;
 pub mod path;
 pub mod run;
 pub mod sampler;
+pub mod train;
