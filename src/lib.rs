@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod model;
 pub mod path;
 pub mod run;
 pub mod sampler;
