@@ -74,6 +74,18 @@ fn flow_matching_defaults() {
         Value::Str("condot".into())
     );
     assert_eq!(get(&job, "model.net.input_size"), Value::Int(64));
+    let settings = load_train_settings(&job).unwrap();
+    let net = flowrun::model::dit::DitConfig::from(&settings.model.net);
+    net.validate().unwrap();
+    assert_eq!(
+        (
+            net.input_size,
+            net.patch_size,
+            net.in_channels,
+            net.out_channels
+        ),
+        (64, 2, 8, 1)
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 
 use super::{ModelInput, VelocityModel};
+use crate::config::schema::DiTSettings;
 
 mod layers;
 
@@ -62,6 +63,22 @@ pub struct DitConfig {
     pub num_heads: usize,
     /// MLP hidden width as a multiple of `hidden_size` (truncated like `int(hidden * ratio)`).
     pub mlp_ratio: f64,
+}
+
+impl From<&DiTSettings> for DitConfig {
+    /// The network that `model.net` describes (the map from the config schema).
+    fn from(s: &DiTSettings) -> Self {
+        DitConfig {
+            input_size: s.input_size,
+            patch_size: s.patch_size,
+            in_channels: s.in_channels,
+            out_channels: s.out_channels,
+            hidden_size: s.hidden_size,
+            depth: s.depth,
+            num_heads: s.num_heads,
+            mlp_ratio: s.mlp_ratio,
+        }
+    }
 }
 
 impl DitConfig {
