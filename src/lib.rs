@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod model;
 pub mod path;
+pub mod rng;
 pub mod run;
 pub mod sampler;
 pub mod train;
