@@ -14,6 +14,7 @@ use candle_core::{DType, Device, Tensor};
 
 use super::dit::POS_EMBED_NAME;
 use super::generative::{GenerativeConfig, GenerativeError, GenerativeModule};
+use crate::rng::Rng;
 
 /// A tensor whose shape differs between the file and the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,10 +205,11 @@ pub fn write_safetensors(
     std::fs::rename(&tmp, path).map_err(|e| write_err(e.to_string()))
 }
 
+/// Tensor names with their shapes.
+type NamedShapes = Vec<(String, Vec<usize>)>;
+
 /// The names and shapes a module needs: the parameters, and `pos_embed` as optional.
-fn expected_shapes(
-    module: &GenerativeModule,
-) -> (Vec<(String, Vec<usize>)>, Vec<(String, Vec<usize>)>) {
+fn expected_shapes(module: &GenerativeModule) -> (NamedShapes, NamedShapes) {
     let weights = module.weight_tensors();
     let expected = module
         .config()
@@ -279,7 +281,7 @@ pub fn load_frozen(
     device: &Device,
 ) -> Result<GenerativeModule, WeightsError> {
     let path = path.as_ref();
-    let template = GenerativeModule::from_config(config.clone(), device)?;
+    let template = GenerativeModule::from_config(config.clone(), device, &mut Rng::new(0))?;
     let tensors = read_safetensors(path, device)?;
     let report = template.check_weights(&tensors);
     if !report.is_clean() {

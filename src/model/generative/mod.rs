@@ -21,7 +21,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
 use crate::config::schema::ModelSettings;
-use crate::model::dit::{Dit, DitConfig, POS_EMBED_NAME};
+use crate::model::dit::{reinit_seeded, Dit, DitConfig, POS_EMBED_NAME};
 use crate::model::{ModelInput, VelocityModel};
 use crate::path::affine::{AffineProbPath, FlowTime};
 use crate::path::scheduler::AffineScheduler;
@@ -153,16 +153,26 @@ pub struct GenerativeModule {
 }
 
 impl GenerativeModule {
-    /// A freshly initialised module (DiT reference init, f32 weights) for `model.*`.
-    pub fn new(settings: &ModelSettings, device: &Device) -> Result<Self, GenerativeError> {
-        Self::from_config(GenerativeConfig::from_settings(settings)?, device)
+    /// A freshly initialised module (DiT reference init drawn from `rng`, f32 weights) for
+    /// `model.*`.
+    pub fn new(
+        settings: &ModelSettings,
+        device: &Device,
+        rng: &mut Rng,
+    ) -> Result<Self, GenerativeError> {
+        Self::from_config(GenerativeConfig::from_settings(settings)?, device, rng)
     }
 
-    /// A freshly initialised module for a resolved config.
-    pub fn from_config(config: GenerativeConfig, device: &Device) -> Result<Self, GenerativeError> {
+    /// A freshly initialised module for a resolved config, its weights drawn from `rng`.
+    pub fn from_config(
+        config: GenerativeConfig,
+        device: &Device,
+        rng: &mut Rng,
+    ) -> Result<Self, GenerativeError> {
         config.validate()?;
         let varmap = VarMap::new();
         let net = Dit::init(&config.net, &varmap, device)?;
+        reinit_seeded(&config.net, &varmap, rng)?;
         Self::assemble(config, net, Weights::Trainable(varmap), device)
     }
 

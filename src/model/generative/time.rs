@@ -39,7 +39,7 @@ impl TimeDistribution {
 
     /// A checked logit-normal distribution (finite mean, positive finite std).
     pub fn logit_normal(mean: f64, std: f64) -> Result<Self, GenerativeError> {
-        if !mean.is_finite() || !(std.is_finite() && std > 0.0) {
+        if !(mean.is_finite() && std.is_finite() && std > 0.0) {
             return Err(GenerativeError::InvalidSetting {
                 key: "model.logit_normal_std",
                 message: format!(
