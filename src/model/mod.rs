@@ -1,6 +1,10 @@
 //! Networks that a GenerativeModule trains: one model per file, behind one small trait.
 
 pub mod dit;
+pub mod ema;
+pub mod generative;
+pub mod precision;
+pub mod weights;
 
 use candle_core::Tensor;
 

@@ -42,6 +42,11 @@ pub struct ModelSettings {
     pub aux_loss_weight: f64,
     /// Decay of the exponential moving average of the weights.
     pub ema_decay: f64,
+    /// Whether the EMA decay warms up as `min(ema_decay, (1 + n) / (10 + n))` after `n` updates
+    /// (absent: `true`).
+    pub ema_warmup: bool,
+    /// Whether validation and sampling use the EMA weights rather than the raw ones (absent: `true`).
+    pub ema_for_eval: bool,
 }
 
 /// How training times `t` are drawn.
@@ -64,6 +69,8 @@ const MODEL_FIELDS: &[&str] = &[
     "logit_normal_std",
     "aux_loss_weight",
     "ema_decay",
+    "ema_warmup",
+    "ema_for_eval",
 ];
 
 fn group_missing(section: &Section<'_>, key: &str, example: &str) -> SchemaError {
@@ -93,6 +100,8 @@ fn decode_model(de: NodeDe<'_>) -> Result<ModelSettings, SchemaError> {
         logit_normal_std: s.field("logit_normal_std")?,
         aux_loss_weight: s.field("aux_loss_weight")?,
         ema_decay: s.field("ema_decay")?,
+        ema_warmup: s.field::<Option<bool>>("ema_warmup")?.unwrap_or(true),
+        ema_for_eval: s.field::<Option<bool>>("ema_for_eval")?.unwrap_or(true),
     };
     model.validate(s.de())?;
     Ok(model)

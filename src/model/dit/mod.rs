@@ -13,7 +13,10 @@ use candle_nn::{VarBuilder, VarMap};
 use super::{ModelInput, VelocityModel};
 use crate::config::schema::DiTSettings;
 
+mod init;
 mod layers;
+
+pub use init::reinit_seeded;
 
 pub use layers::{pos_embed_2d, timestep_embedding};
 use layers::{DitBlock, FinalLayer, PatchEmbed, TimestepEmbedder};
