@@ -1,0 +1,3 @@
+//! `gen-data`: write synthetic NAMO scenes to a folder.
+
+fn main() {}
