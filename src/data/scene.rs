@@ -124,7 +124,10 @@ fn scene_from_arrays(
             return Err(bad_array(
                 path,
                 key,
-                format!("shape {:?} is not a 2-D (H, W) mask", array.shape),
+                format!(
+                    "shape {} is not a 2-D (H, W) mask",
+                    shape_text(&array.shape)
+                ),
                 "save each mask as a 2-D array, e.g. mask.squeeze()",
             ));
         };
@@ -133,8 +136,9 @@ fn scene_from_arrays(
                 path,
                 key,
                 format!(
-                    "shape {:?} differs from {first_key}'s {:?}",
-                    array.shape, first.shape
+                    "shape {} differs from {first_key}'s {}",
+                    shape_text(&array.shape),
+                    shape_text(&first.shape)
                 ),
                 "save all six masks of a scene at the same resolution",
             ));
@@ -143,7 +147,7 @@ fn scene_from_arrays(
             return Err(bad_array(
                 path,
                 key,
-                format!("shape {:?} is empty", array.shape),
+                format!("shape {} is empty", shape_text(&array.shape)),
                 "save a non-empty mask",
             ));
         }
@@ -157,6 +161,15 @@ fn scene_from_arrays(
         size: image_size,
         pixels: pixels.into(),
     })
+}
+
+/// A shape as numpy prints it: `(224, 224)`, `(3,)`.
+fn shape_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    match dims.len() {
+        1 => format!("({},)", dims[0]),
+        _ => format!("({})", dims.join(", ")),
+    }
 }
 
 fn check_binary(path: &Path, key: &str, width: usize, values: &[f64]) -> Result<(), DataError> {
