@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data;
 pub mod model;
 pub mod path;
 pub mod rng;

@@ -4,6 +4,7 @@
 //! Nothing below this module prints; errors come back typed and are rendered here, once.
 
 pub mod args;
+pub mod gen_data;
 pub mod info;
 
 use crate::config::error::ConfigError;
