@@ -13,4 +13,5 @@ pub mod path;
 pub mod rng;
 pub mod run;
 pub mod sampler;
+pub mod telemetry;
 pub mod train;
