@@ -1,4 +1,10 @@
-//! Training utilities: the AdamW optimizer with savable state and gradient clipping.
+//! Training: the AdamW optimizer with savable state, gradient clipping, learning-rate schedules,
+//! checkpoints and the run-control policies (early stopping, non-finite steps, shutdown).
 
+pub mod checkpoint;
 pub mod clip;
+pub mod early_stopping;
+pub mod lr;
+pub mod nan_guard;
 pub mod optim;
+pub mod shutdown;

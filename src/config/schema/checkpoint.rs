@@ -1,4 +1,4 @@
-//! `checkpoint`: when to save weights and which to keep.
+//! `checkpoint`: when to save weights and which to keep (see `train::checkpoint::policy`).
 
 use super::check::{at_least_one, ensure};
 use super::de::NodeDe;
@@ -10,24 +10,30 @@ use serde::Deserialize;
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSettings {
-    /// Also save the latest weights as `last.ckpt`.
+    /// Keep the latest state as `last.ckpt` (written on its cadences and when the run ends).
     pub save_last: bool,
-    /// Keep the best this many checkpoints (0: none, -1: all).
+    /// Keep the best this many `epoch{EEE}-{monitor}{X.XXXX}.ckpt` files (0: none, -1: all).
     pub save_top_k: i64,
     /// The logged metric that ranks checkpoints.
     pub monitor: String,
     /// Whether lower or higher `monitor` is better.
-    pub mode: CheckpointMode,
-    /// Save every this many epochs (null: not by epoch).
+    pub mode: MonitorMode,
+    /// Write `last.ckpt` at the end of every this many epochs (null: not by epoch).
     pub every_n_epochs: Option<u64>,
-    /// Save every this many optimizer steps (null: not by step).
+    /// Write a permanent `step{N}.ckpt` every this many optimizer steps (null: none).
     pub every_n_steps: Option<u64>,
+    /// Write `last.ckpt` every this many optimizer steps (null: not by step).
+    #[serde(default)]
+    pub last_every_n_steps: Option<u64>,
+    /// Keep only the newest this many `step{N}.ckpt` files (null: keep all).
+    #[serde(default)]
+    pub save_total_limit: Option<u64>,
 }
 
-/// Whether lower or higher values of the monitored metric are better.
+/// Whether lower or higher values of a monitored metric are better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum CheckpointMode {
+pub enum MonitorMode {
     /// Lower is better (losses).
     Min,
     /// Higher is better (accuracies).
@@ -58,6 +64,8 @@ impl Validate for CheckpointSettings {
         for (key, value) in [
             ("every_n_epochs", self.every_n_epochs),
             ("every_n_steps", self.every_n_steps),
+            ("last_every_n_steps", self.last_every_n_steps),
+            ("save_total_limit", self.save_total_limit),
         ] {
             if let Some(n) = value {
                 at_least_one(at, key, n).map_err(|e| {

@@ -7,13 +7,14 @@
 //! * [`de`]: a serde deserializer over [`Node`] (type, range, unknown key and value checks);
 //! * [`target`]: closed `_target_` registries and the [`Validate`] trait for cross-field checks;
 //! * one file per section: [`model`], [`path`], [`sampler`], [`trainer`], [`data`], [`optim`],
-//!   [`checkpoint`].
+//!   [`checkpoint`], [`early_stopping`].
 
 mod access;
 mod check;
 pub mod checkpoint;
 pub mod data;
 pub mod de;
+pub mod early_stopping;
 mod error;
 pub mod model;
 pub mod optim;
@@ -25,9 +26,10 @@ pub mod trainer;
 #[cfg(test)]
 mod tests;
 
-pub use checkpoint::{CheckpointMode, CheckpointSettings};
+pub use checkpoint::{CheckpointSettings, MonitorMode};
 pub use data::{DataSettings, DataSource, OnBadFile};
 pub use de::NodeDe;
+pub use early_stopping::EarlyStoppingSettings;
 pub use error::SchemaError;
 pub use model::{DiTSettings, ModelSettings, TimeSampling};
 pub use optim::{
@@ -38,7 +40,7 @@ pub use path::{PathSettings, PredictionType};
 pub use sampler::{DiffusionSamplerSettings, DiffusionSamplerType, OdeMethod};
 pub use sampler::{OdeSamplerSettings, SamplerSettings, TimestepSpacing, VarianceType};
 pub use target::{Target, Validate};
-pub use trainer::{Accelerator, Precision, Strategy, TrainerSettings, ValCheckInterval};
+pub use trainer::{Accelerator, NanPolicy, Precision, Strategy, TrainerSettings, ValCheckInterval};
 
 use crate::config::node::Node;
 use check::{at_least_one, ensure, positive};
@@ -71,6 +73,10 @@ pub struct TrainSettings {
     pub scheduler: LrSchedulerSettings,
     /// Checkpointing.
     pub checkpoint: CheckpointSettings,
+    /// Early stopping (off when the section is absent).
+    pub early_stopping: EarlyStoppingSettings,
+    /// The checkpoint to resume from: a `.ckpt` file, a run directory, or `last` (null: a fresh run).
+    pub ckpt_path: Option<String>,
 }
 
 const TRAIN_FIELDS: &[&str] = &[
@@ -86,6 +92,8 @@ const TRAIN_FIELDS: &[&str] = &[
     "optimizer",
     "scheduler",
     "checkpoint",
+    "early_stopping",
+    "ckpt_path",
 ];
 
 /// Decodes and checks the resolved job config (the composed config without its `hydra` node).
@@ -104,6 +112,11 @@ pub fn load_train_settings(job: &Node) -> Result<TrainSettings, SchemaError> {
         optimizer: decode_target(s.child("optimizer")?, optim::OPTIMIZER_TARGETS)?,
         scheduler: decode_target(s.child("scheduler")?, optim::SCHEDULER_TARGETS)?,
         checkpoint: decode_checked(s.child("checkpoint")?)?,
+        early_stopping: match s.child("early_stopping") {
+            Ok(de) => decode_checked(de)?,
+            Err(_) => EarlyStoppingSettings::default(),
+        },
+        ckpt_path: s.field("ckpt_path")?,
     };
     settings.validate(s.de())?;
     Ok(settings)

@@ -35,7 +35,7 @@ fn the_default_flow_matching_job_decodes() {
     ));
     assert_eq!(t.optimizer.betas, [0.9, 0.999]);
     assert_eq!(t.scheduler.warmup(), Warmup::Steps(500));
-    assert_eq!(t.checkpoint.mode, CheckpointMode::Min);
+    assert_eq!(t.checkpoint.mode, MonitorMode::Min);
 }
 
 #[test]

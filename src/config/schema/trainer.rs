@@ -1,6 +1,6 @@
 //! `trainer`: the training loop's devices, precision and step budget (config group `trainer/`).
 
-use super::check::{at_least_one, ensure, non_negative};
+use super::check::{at_least_one, ensure, non_negative, positive};
 use super::de::NodeDe;
 use super::target::{decode_checked, Target, Validate};
 use super::SchemaError;
@@ -42,6 +42,41 @@ pub struct TrainerSettings {
     pub val_check_interval: Option<ValCheckInterval>,
     /// Log every this many steps.
     pub log_every_n_steps: usize,
+    /// What to do with a step whose loss or gradient norm is NaN or infinite.
+    #[serde(default)]
+    pub nan_policy: NanPolicy,
+    /// Under `nan_policy: skip`, abort after this many skipped steps in a row.
+    #[serde(default = "default_max_consecutive_nan_steps")]
+    pub max_consecutive_nan_steps: u64,
+    /// Seconds between plain progress lines when the console is not a terminal.
+    #[serde(default = "default_progress_interval_s")]
+    pub progress_interval_s: f64,
+    /// Seconds between flushes of the TensorBoard events and `metrics.jsonl`.
+    #[serde(default = "default_flush_secs")]
+    pub flush_secs: f64,
+}
+
+fn default_max_consecutive_nan_steps() -> u64 {
+    10
+}
+
+fn default_progress_interval_s() -> f64 {
+    30.0
+}
+
+fn default_flush_secs() -> f64 {
+    5.0
+}
+
+/// What to do with a step whose loss or gradient norm is not finite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NanPolicy {
+    /// Drop the step's update, count it, and abort after `max_consecutive_nan_steps` in a row.
+    #[default]
+    Skip,
+    /// Save the last good state and stop, naming the step.
+    Abort,
 }
 
 /// Which kind of device to train on.
@@ -229,6 +264,13 @@ impl Validate for TrainerSettings {
                 )?;
             }
         }
+        at_least_one(
+            at,
+            "max_consecutive_nan_steps",
+            self.max_consecutive_nan_steps,
+        )?;
+        positive(at, "progress_interval_s", self.progress_interval_s)?;
+        positive(at, "flush_secs", self.flush_secs)?;
         if let Some(n) = self.check_val_every_n_epoch {
             at_least_one(at, "check_val_every_n_epoch", n as u64)?;
         }
