@@ -8,7 +8,7 @@
 //! * [`sampler`]: per-epoch shuffles, rank shards, the saved position;
 //! * [`loader`]: [`SceneLoader`], batches from background threads, wait times;
 //! * [`synthetic`]: the built-in generator, its cache and the validity check;
-//! * [`error`]: [`DataError`].
+//! * [`error`], the typed [`DataError`].
 
 pub mod dataset;
 pub mod error;
