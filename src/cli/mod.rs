@@ -12,10 +12,15 @@ use crate::config::loader::{parse_overrides, ConfigLoader, RunMode};
 use crate::config::machine::MachineSettings;
 use crate::config::node::{Map, Node, Value};
 use crate::config::repo::{dir_source, ConfigRepository, ConfigSource};
-use crate::config::schema::{load_train_settings, SchemaError};
+use crate::config::schema::{load_train_settings, SchemaError, TrainSettings};
 use crate::config::sweep::expand_sweeps;
 use crate::config::{emit::to_yaml, SHIPPED_CONF};
-use crate::run::{create_fresh_dir, create_run_dir, RunSnapshot};
+use crate::run::{create_fresh_dir, create_run_dir, write_snapshot, RunSnapshot};
+use crate::telemetry::{ConsoleSettings, DisplayMode};
+use crate::train::checkpoint::{resolve_ckpt_path, CheckpointError};
+use crate::train::error::TrainError;
+use crate::train::fit::{fit, FitRequest, StopReason};
+use crate::train::shutdown::ShutdownSignal;
 use args::{CfgPart, CommandArgs};
 use clap::Parser;
 use std::ffi::OsString;
@@ -40,6 +45,20 @@ pub enum CommandError {
         /// What to type instead.
         hint: Option<String>,
     },
+    /// Training stopped with an error.
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A checkpoint named by `ckpt_path` cannot be used.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// SIGINT or SIGTERM stopped training after `last.ckpt` was written.
+    #[error("training interrupted by {signal}; last.ckpt was written, so the run can resume")]
+    Interrupted {
+        /// The signal's name.
+        signal: &'static str,
+        /// The run directory.
+        run_dir: PathBuf,
+    },
     /// A file or directory could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -51,12 +70,31 @@ pub enum CommandError {
 }
 
 impl CommandError {
-    fn hint(&self) -> Option<&str> {
+    fn hint(&self) -> Option<String> {
         match self {
-            CommandError::Config(e) => e.hint(),
-            CommandError::Schema(e) => e.hint(),
-            CommandError::Usage { hint, .. } => hint.as_deref(),
-            CommandError::Io { .. } => None,
+            CommandError::Config(e) => e.hint().map(str::to_string),
+            CommandError::Schema(e) => e.hint().map(str::to_string),
+            CommandError::Usage { hint, .. } => hint.clone(),
+            CommandError::Train(e) => e.hint(),
+            CommandError::Checkpoint(_) => None,
+            CommandError::Interrupted { run_dir, .. } => Some(format!(
+                "resume with: train hydra.run.dir={} ckpt_path=last",
+                run_dir.display()
+            )),
+            CommandError::Io { .. } => Some(
+                "check that the output directory is writable and the disk has space \
+                 (hydra.run.dir=... moves the run)"
+                    .to_string(),
+            ),
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self {
+            CommandError::Usage { .. } => 2,
+            CommandError::Interrupted { signal, .. } if *signal == "SIGTERM" => 143,
+            CommandError::Interrupted { .. } => 130,
+            _ => 1,
         }
     }
 }
@@ -171,6 +209,7 @@ fn print_cfg(
 /// One job ready to run: its overrides, composed and checked config, and its run directory.
 struct PreparedJob {
     overrides: Vec<String>,
+    settings: TrainSettings,
     snapshot: RunSnapshot,
     dir: PathBuf,
 }
@@ -207,7 +246,7 @@ fn prepare_job(
     if !missing.is_empty() {
         return Err(ConfigError::MissingValues(missing).into());
     }
-    load_train_settings(&job)?;
+    let settings = load_train_settings(&job)?;
     let hydra = resolved
         .child("hydra")
         .cloned()
@@ -235,6 +274,7 @@ fn prepare_job(
         .collect();
     Ok(PreparedJob {
         overrides,
+        settings,
         snapshot: RunSnapshot {
             config: job,
             config_unresolved: job_part(&composed.root),
@@ -257,10 +297,10 @@ fn run_jobs(
     };
     if !args.multirun {
         let job = prepare_job(loader, name, args.overrides.clone(), RunMode::Run, 0)?;
-        let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
+        let (dir, resume_from) = open_run_dir(&job)?;
         let _ = writeln!(out, "[train] run directory: {}", dir.display());
-        let _ = write!(out, "{}", to_yaml(&job.snapshot.config));
-        return Ok(());
+        let _ = out.flush();
+        return train_job(&job, &dir, resume_from);
     }
     let parsed = parse_overrides(&args.overrides, RunMode::Multirun)?;
     let jobs = expand_sweeps(&parsed, &loader.repo)?;
@@ -295,9 +335,72 @@ fn run_jobs(
         let wanted = sweep_dir.join(&job.dir);
         let dir = create_run_dir(&wanted, &job.snapshot).map_err(io_err(&wanted))?;
         let _ = writeln!(out, "[train] job #{num}: {}", dir.display());
-        let _ = write!(out, "{}", to_yaml(&job.snapshot.config));
+        let _ = out.flush();
+        let resume_from = match &job.settings.ckpt_path {
+            Some(path) => Some(resolve_ckpt_path(path, None)?),
+            None => None,
+        };
+        train_job(&job, &dir, resume_from)?;
     }
     Ok(())
+}
+
+/// The run directory of a single run and the checkpoint it resumes from. `ckpt_path=last`
+/// continues the run in `hydra.run.dir` itself; any other checkpoint starts a fresh directory.
+fn open_run_dir(job: &PreparedJob) -> Result<(PathBuf, Option<PathBuf>), CommandError> {
+    let io_err = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| CommandError::Io { path, source }
+    };
+    match job.settings.ckpt_path.as_deref() {
+        Some(last) if last.trim() == "last" => {
+            let ckpt = resolve_ckpt_path(last, Some(&job.dir))?;
+            write_snapshot(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
+            Ok((job.dir.clone(), Some(ckpt)))
+        }
+        Some(path) => {
+            let ckpt = resolve_ckpt_path(path, None)?;
+            let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
+            Ok((dir, Some(ckpt)))
+        }
+        None => {
+            let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
+            Ok((dir, None))
+        }
+    }
+}
+
+/// Trains one prepared job in `dir`.
+fn train_job(
+    job: &PreparedJob,
+    dir: &Path,
+    resume_from: Option<PathBuf>,
+) -> Result<(), CommandError> {
+    let shutdown = ShutdownSignal::install().map_err(|e| CommandError::Io {
+        path: "signal handlers".to_string(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    let request = FitRequest {
+        settings: &job.settings,
+        config: &job.snapshot.config,
+        run_dir: dir,
+        resume_from,
+        console: ConsoleSettings {
+            mode: DisplayMode::Auto,
+            plain_interval: std::time::Duration::from_secs_f64(
+                job.settings.trainer.progress_interval_s,
+            ),
+        },
+        shutdown: &shutdown,
+    };
+    let summary = fit(&request)?;
+    match summary.stop {
+        StopReason::Interrupted(signal) => Err(CommandError::Interrupted {
+            signal,
+            run_dir: dir.to_path_buf(),
+        }),
+        StopReason::Finished | StopReason::EarlyStopping(_) => Ok(()),
+    }
 }
 
 fn run_command(
@@ -353,15 +456,15 @@ pub fn main_for(job_name: &str, argv: Vec<OsString>) -> ExitCode {
         Err(e) => {
             let _ = out.flush();
             let mut err = std::io::stderr().lock();
-            let _ = writeln!(err, "error: {e}");
+            if matches!(e, CommandError::Interrupted { .. }) {
+                let _ = writeln!(err, "{e}");
+            } else {
+                let _ = writeln!(err, "error: {e}");
+            }
             if let Some(h) = e.hint() {
                 let _ = writeln!(err, "hint: {h}");
             }
-            if matches!(e, CommandError::Usage { .. }) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(e.exit_code())
         }
     }
 }

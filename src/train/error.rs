@@ -1,0 +1,101 @@
+//! Everything that can stop a training run, as one typed error with a hint where one helps.
+
+use crate::data::DataError;
+use crate::model::ema::EmaError;
+use crate::model::generative::GenerativeError;
+use crate::model::weights::WeightsError;
+use crate::telemetry::TelemetryError;
+use crate::train::checkpoint::{CheckpointError, ResumeError};
+use crate::train::device::DeviceError;
+use crate::train::lr::LrError;
+use crate::train::optim::OptimError;
+use std::path::PathBuf;
+
+/// Why a training run stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configured device cannot be used.
+    #[error(transparent)]
+    Device(#[from] DeviceError),
+    /// The data could not be read or generated.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// The model could not be built or run.
+    #[error(transparent)]
+    Model(#[from] GenerativeError),
+    /// Weights did not fit the model.
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    /// The weight average failed.
+    #[error(transparent)]
+    Ema(#[from] EmaError),
+    /// The optimizer failed.
+    #[error(transparent)]
+    Optim(#[from] OptimError),
+    /// The learning-rate schedule does not fit the step budget.
+    #[error("the learning-rate schedule: {0}")]
+    Lr(#[from] LrError),
+    /// A checkpoint could not be read or written.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The checkpoint to resume from belongs to another configuration.
+    #[error(transparent)]
+    Resume(#[from] ResumeError),
+    /// TensorBoard events, metrics or the console log could not be written.
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
+    /// A tensor operation failed.
+    #[error("tensor operation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The loss or the gradients stopped being finite.
+    #[error("{reason}{}", saved.as_ref().map(|p| format!("; the last good state is in {}", p.display())).unwrap_or_default())]
+    NonFinite {
+        /// The optimizer step.
+        step: u64,
+        /// What was not finite.
+        reason: String,
+        /// The checkpoint written before stopping.
+        saved: Option<PathBuf>,
+    },
+    /// The step budget and the data do not fit together.
+    #[error("{message}")]
+    Budget {
+        /// What is wrong.
+        message: String,
+        /// What to type instead.
+        hint: String,
+    },
+    /// A run directory entry could not be written.
+    #[error("cannot write {path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// What to type next, where the error knows.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            TrainError::Device(e) => Some(e.hint().to_string()),
+            TrainError::Budget { hint, .. } => Some(hint.clone()),
+            TrainError::Resume(_) => Some(
+                "resume with the checkpoint's config (only max_epochs, max_steps, logging and \
+                 checkpoint cadence may change), or start a fresh run without ckpt_path"
+                    .to_string(),
+            ),
+            TrainError::NonFinite { saved: Some(p), .. } => Some(format!(
+                "lower base_lr or set trainer.gradient_clip_val, then resume with ckpt_path={}",
+                p.display()
+            )),
+            TrainError::Io { .. } => Some(
+                "check that the output directory is writable and the disk has space \
+                 (hydra.run.dir=... moves the run)"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+}
