@@ -38,9 +38,9 @@ use std::time::{Duration, Instant};
 pub const TENSORBOARD_DIR: &str = "tensorboard";
 /// The per-step metrics file of a run.
 pub const METRICS_FILE: &str = "metrics.jsonl";
-/// The variable naming optimizer steps (1-based) whose loss is replaced by NaN, for testing the
-/// non-finite policy end to end (e.g. `FLOWRUN_INJECT_NAN_AT=3,4`).
-pub const INJECT_NAN_VAR: &str = "FLOWRUN_INJECT_NAN_AT";
+/// The variable naming optimizer steps (1-based) whose loss is replaced by NaN once, for testing
+/// the non-finite policy end to end (e.g. `TRAIN_INJECT_NAN_AT=3,4`).
+pub const INJECT_NAN_VAR: &str = "TRAIN_INJECT_NAN_AT";
 /// Scenes shown as sample grids at each validation.
 const GRID_SCENES: usize = 4;
 
@@ -183,6 +183,7 @@ struct Trainer<'a> {
     console: Console,
     injected_nan_steps: Vec<u64>,
     warned_missing_monitor: bool,
+    last_val_loss: Option<f64>,
 }
 
 impl Trainer<'_> {
@@ -319,7 +320,8 @@ impl Trainer<'_> {
         out.mse /= n;
         out.aux_dice /= n;
         let step_number = self.step + 1;
-        if self.injected_nan_steps.contains(&step_number) {
+        if let Some(i) = self.injected_nan_steps.iter().position(|&s| s == step_number) {
+            self.injected_nan_steps.swap_remove(i);
             out.train_loss = f64::NAN;
         }
         out.grad_norm = match self.settings.trainer.gradient_clip_val {
@@ -399,6 +401,7 @@ impl Trainer<'_> {
             .get("val_loss")
             .map_or(result.val_loss, |b| b.min(result.val_loss));
         self.best_scores.insert("val_loss".to_string(), best);
+        self.last_val_loss = Some(result.val_loss);
         let (step, epoch) = (self.step, self.epoch());
         let scalars = [
             ("val_loss", result.val_loss),
@@ -532,6 +535,7 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         console,
         injected_nan_steps: inject_nan_steps(),
         warned_missing_monitor: false,
+        last_val_loss: None,
     };
     for line in notices {
         t.console.println(&line)?;
@@ -631,7 +635,7 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
             .policy
             .best()
             .map(|b| (b.score, t.checkpoint_dir.join(&b.file))),
-        last_val_loss: None,
+        last_val_loss: t.last_val_loss,
         stop,
     };
     let text = summary.render(t.policy.monitor());
