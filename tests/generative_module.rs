@@ -442,3 +442,26 @@ fn bf16_compute_over_f32_weights_tracks_the_f32_loss() -> Res {
     }
     Ok(())
 }
+
+#[test]
+fn the_dice_term_stays_finite_at_the_end_of_time() -> Res {
+    // sigmoid(-120) is 0 in f32: every time is t = 0, where a polynomial path's velocity-to-data
+    // conversion divides 0 by 0.
+    let mut settings = fm_settings(OdeMethod::Euler, 2);
+    settings.path = PathSettings::Affine(AffinePathSettings {
+        scheduler: AffineScheduler::Polynomial,
+        beta_min: 0.1,
+        beta_max: 20.0,
+        exponent: 2.0,
+    });
+    settings.logit_normal_mean = -120.0;
+    let module = GenerativeModule::new(&settings, &DEV, &mut Rng::new(1))?;
+    let (context, target) = batch(2, 4)?;
+    let terms = module.loss(&context, &target, &mut Rng::new(2))?;
+    assert!(
+        terms.train_loss.is_finite() && terms.aux_dice.is_finite(),
+        "{:?}",
+        terms.components()
+    );
+    Ok(())
+}
