@@ -359,6 +359,14 @@ fn settings_set_the_time_scale_and_sampler() -> Res {
     ))?;
     assert_eq!(dd.time_scale, 1.0);
     assert!(matches!(dd.sampler, SamplerPlan::Ddim { .. }));
+    let module = GenerativeModule::new(&fm_settings(OdeMethod::Rk4, 7), &DEV, &mut Rng::new(0))?;
+    let longer = fm_settings(OdeMethod::Midpoint, 30).sampler;
+    assert!(matches!(
+        module.plan_for(&longer)?,
+        SamplerPlan::Ode { steps: 30, .. }
+    ));
+    let ddim = diffusion_settings(PredictionType::Epsilon, DiffusionSamplerType::Ddim, 0.0);
+    assert!(module.plan_for(&ddim.sampler).is_err());
     let mut bad = fm_settings(OdeMethod::Euler, 4);
     bad.net.in_channels = 2;
     let err = GenerativeModule::new(&bad, &DEV, &mut Rng::new(0))
