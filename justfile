@@ -14,7 +14,7 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # All benchmarks.
-bench: bench-config bench-solvers
+bench: bench-config bench-solvers bench-train
 
 # Wall time of `train --cfg job` on the shipped tree, against Hydra's 567 ms.
 bench-config:
@@ -23,6 +23,10 @@ bench-config:
 # Sampler arithmetic per step on a (64,1,64,64) state, the network excluded.
 bench-solvers:
     cargo bench --bench solver_step
+
+# Training samples/s and sampling evaluations/s of CPU_SMALL and NAMO64, against PyTorch.
+bench-train:
+    cargo bench --bench train_step
 
 # Hydra conformance through the independent Python checker (needs PyYAML).
 conformance:

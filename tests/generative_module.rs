@@ -359,6 +359,14 @@ fn settings_set_the_time_scale_and_sampler() -> Res {
     ))?;
     assert_eq!(dd.time_scale, 1.0);
     assert!(matches!(dd.sampler, SamplerPlan::Ddim { .. }));
+    let module = GenerativeModule::new(&fm_settings(OdeMethod::Rk4, 7), &DEV, &mut Rng::new(0))?;
+    let longer = fm_settings(OdeMethod::Midpoint, 30).sampler;
+    assert!(matches!(
+        module.plan_for(&longer)?,
+        SamplerPlan::Ode { steps: 30, .. }
+    ));
+    let ddim = diffusion_settings(PredictionType::Epsilon, DiffusionSamplerType::Ddim, 0.0);
+    assert!(module.plan_for(&ddim.sampler).is_err());
     let mut bad = fm_settings(OdeMethod::Euler, 4);
     bad.net.in_channels = 2;
     let err = GenerativeModule::new(&bad, &DEV, &mut Rng::new(0))
@@ -440,5 +448,28 @@ fn bf16_compute_over_f32_weights_tracks_the_f32_loss() -> Res {
             .ok_or(format!("no gradient for {name}"))?;
         assert_eq!(g.dtype(), DType::F32, "{name}");
     }
+    Ok(())
+}
+
+#[test]
+fn the_dice_term_stays_finite_at_the_end_of_time() -> Res {
+    // sigmoid(-120) is 0 in f32: every time is t = 0, where a polynomial path's velocity-to-data
+    // conversion divides 0 by 0.
+    let mut settings = fm_settings(OdeMethod::Euler, 2);
+    settings.path = PathSettings::Affine(AffinePathSettings {
+        scheduler: AffineScheduler::Polynomial,
+        beta_min: 0.1,
+        beta_max: 20.0,
+        exponent: 2.0,
+    });
+    settings.logit_normal_mean = -120.0;
+    let module = GenerativeModule::new(&settings, &DEV, &mut Rng::new(1))?;
+    let (context, target) = batch(2, 4)?;
+    let terms = module.loss(&context, &target, &mut Rng::new(2))?;
+    assert!(
+        terms.train_loss.is_finite() && terms.aux_dice.is_finite(),
+        "{:?}",
+        terms.components()
+    );
     Ok(())
 }

@@ -489,3 +489,16 @@ fn check_error_shape(job: &Node) {
         assert!(!e.message.is_empty(), "{e:?}");
     }
 }
+
+#[test]
+fn ema_switches_default_to_on_and_decode_when_set() {
+    let t = load_train_settings(&fm()).unwrap();
+    assert!(t.model.ema_warmup && t.model.ema_for_eval);
+    let mut job = fm();
+    set(&mut job, "+model.ema_warmup=false", Value::Bool(false));
+    set(&mut job, "+model.ema_for_eval=false", Value::Bool(false));
+    let t = load_train_settings(&job).unwrap();
+    assert!(!t.model.ema_warmup && !t.model.ema_for_eval);
+    set(&mut job, "model.ema_for_eval=3", Value::Int(3));
+    assert_eq!(error_of(&job).key, "model.ema_for_eval");
+}

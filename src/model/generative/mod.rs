@@ -39,6 +39,9 @@ pub use time::TimeDistribution;
 use loss::{dice_loss, diffusion_clean_prediction, mse};
 use time::network_time;
 
+/// How far inside (0, 1) the flow time is kept when the clean mask is read off a velocity.
+const CLEAN_PREDICTION_T_MARGIN: f32 = 1e-4;
+
 /// Everything a [`GenerativeModule`] is built from, resolved from `model.*`.
 #[derive(Debug, Clone)]
 pub struct GenerativeConfig {
@@ -373,7 +376,11 @@ impl GenerativeModule {
                     &sample.x_t,
                     &network_time(&t, self.config.time_scale)?,
                 )?;
-                let t_column = t.reshape((batch, 1, 1, 1))?;
+                // The clean prediction divides by scheduler terms that vanish at t = 0 or 1 for
+                // some schedulers; the Dice term reads it at t kept just inside (0, 1).
+                let t_column = t
+                    .clamp(CLEAN_PREDICTION_T_MARGIN, 1.0 - CLEAN_PREDICTION_T_MARGIN)?
+                    .reshape((batch, 1, 1, 1))?;
                 let x1_hat = path.velocity_to_target(&out, &sample.x_t, &t_column)?;
                 (out, sample.dx_t, x1_hat)
             }

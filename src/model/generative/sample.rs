@@ -9,6 +9,7 @@
 
 use candle_core::{DType, Tensor};
 
+use crate::config::schema::SamplerSettings;
 use crate::path::settings::ProbPath;
 use crate::rng::Rng;
 use crate::sampler::ddim::ddim_sample;
@@ -109,6 +110,12 @@ impl GenerativeModule {
     /// The default sampler plan (`model.sampler`).
     pub fn default_plan(&self) -> &SamplerPlan {
         &self.config.sampler
+    }
+
+    /// The plan for other sampler settings (e.g. `model.sampler` with more steps) on this
+    /// module's path; a diffusion sampler on a flow-matching path is an error.
+    pub fn plan_for(&self, sampler: &SamplerSettings) -> Result<SamplerPlan, GenerativeError> {
+        Ok(SamplerPlan::from_settings(sampler, &self.config.path)?)
     }
 }
 
