@@ -210,8 +210,18 @@ impl CheckpointPolicy {
             });
         };
         let k = self.settings.save_top_k;
+        // Files beyond a save_top_k lowered since the state was saved.
+        let mut actions: Vec<CheckpointAction> = match usize::try_from(k) {
+            Ok(keep) if keep < self.state.best.len() => self
+                .state
+                .best
+                .drain(keep..)
+                .map(|dropped| CheckpointAction::Delete { file: dropped.file })
+                .collect(),
+            _ => Vec::new(),
+        };
         if k == 0 || !score.is_finite() {
-            return Ok(Vec::new());
+            return Ok(actions);
         }
         let mode = self.settings.mode;
         let rank = self
@@ -221,7 +231,7 @@ impl CheckpointPolicy {
             .position(|kept| better(mode, score, kept.score))
             .unwrap_or(self.state.best.len());
         if k > 0 && rank >= k as usize {
-            return Ok(Vec::new());
+            return Ok(actions);
         }
         let file = self.top_k_name(epoch, score);
         self.state.best.insert(
@@ -233,13 +243,16 @@ impl CheckpointPolicy {
                 epoch,
             },
         );
-        let mut actions = vec![CheckpointAction::Save {
-            file,
-            reason: SaveReason::TopK {
-                score,
-                rank: rank + 1,
+        actions.insert(
+            0,
+            CheckpointAction::Save {
+                file,
+                reason: SaveReason::TopK {
+                    score,
+                    rank: rank + 1,
+                },
             },
-        }];
+        );
         if k > 0 {
             for dropped in self
                 .state
@@ -430,6 +443,26 @@ mod tests {
                 "delete step100.ckpt".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn a_lowered_save_top_k_trims_the_kept_files_at_the_next_validation() {
+        let mut s = settings();
+        s.save_top_k = 3;
+        let mut p = CheckpointPolicy::new(&s);
+        for (epoch, loss) in [(0, 0.3), (1, 0.2), (2, 0.1)] {
+            val(&mut p, epoch, loss);
+        }
+        s.save_top_k = 1;
+        let mut p = CheckpointPolicy::new(&s).with_state(p.state().clone());
+        assert_eq!(
+            describe(&val(&mut p, 3, 0.5)),
+            [
+                "delete epoch001-val_loss0.2000.ckpt".to_string(),
+                "delete epoch000-val_loss0.3000.ckpt".to_string()
+            ]
+        );
+        assert_eq!(p.state().best.len(), 1);
     }
 
     #[test]
