@@ -61,9 +61,9 @@ fn flow_matching_defaults() {
     let job = check("train_fb_flow_matching", &[]);
     assert_eq!(get(&job, "seed"), Value::Int(42));
     // CPU-sized by default (see the comment at the top of conf/train_fb_flow_matching.yaml).
-    assert_eq!(get(&job, "batch_size"), Value::Int(32));
+    assert_eq!(get(&job, "batch_size"), Value::Int(16));
     assert_eq!(get(&job, "max_epochs"), Value::Int(1000));
-    assert_eq!(get(&job, "trainer.max_steps"), Value::Int(2000));
+    assert_eq!(get(&job, "trainer.max_steps"), Value::Int(1500));
     assert_eq!(get(&job, "base_lr"), Value::Float(1e-4));
     assert_eq!(get(&job, "image_size"), Value::Int(32));
     assert_eq!(
@@ -80,7 +80,7 @@ fn flow_matching_defaults() {
     assert_eq!(settings.model.net.hidden_size, 128);
     assert_eq!(settings.ckpt_path, None);
     assert!(!settings.early_stopping.enabled);
-    assert_eq!(settings.checkpoint.last_every_n_steps, Some(500));
+    assert_eq!(settings.checkpoint.last_every_n_steps, Some(250));
     assert_eq!(
         settings.trainer.nan_policy,
         flowrun::config::schema::NanPolicy::Skip
