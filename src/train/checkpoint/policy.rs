@@ -89,15 +89,27 @@ pub struct CheckpointPolicyState {
 
 /// The monitored metric is not among the validation's metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "checkpoint.monitor is '{monitor}', but validation logged only: {logged}; \
-     set checkpoint.monitor to one of them"
-)]
+#[error("{key} is '{monitor}', but validation logged only: {logged}; set {key} to one of them")]
 pub struct MissingMetric {
+    /// The config key naming the metric (`checkpoint.monitor`).
+    pub key: &'static str,
     /// The configured metric name.
     pub monitor: String,
     /// The metrics that were logged, comma-separated.
     pub logged: String,
+}
+
+/// The value of `monitor` among `metrics`, or the error naming the config `key` to fix.
+pub fn monitored_value(
+    key: &'static str,
+    monitor: &str,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<f64, MissingMetric> {
+    metrics.get(monitor).copied().ok_or_else(|| MissingMetric {
+        key,
+        monitor: monitor.to_string(),
+        logged: metrics.keys().cloned().collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// The checkpoint policy of one run.
@@ -202,13 +214,7 @@ impl CheckpointPolicy {
         step: u64,
         metrics: &BTreeMap<String, f64>,
     ) -> Result<Vec<CheckpointAction>, MissingMetric> {
-        let monitor = &self.settings.monitor;
-        let Some(&score) = metrics.get(monitor) else {
-            return Err(MissingMetric {
-                monitor: monitor.clone(),
-                logged: metrics.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        };
+        let score = monitored_value("checkpoint.monitor", &self.settings.monitor, metrics)?;
         let k = self.settings.save_top_k;
         // Files beyond a save_top_k lowered since the state was saved.
         let mut actions: Vec<CheckpointAction> = match usize::try_from(k) {
@@ -404,7 +410,11 @@ mod tests {
         let mut p = CheckpointPolicy::new(&s);
         let metrics = BTreeMap::from([("val_loss".to_string(), 1.0)]);
         let err = p.on_validation(0, 0, &metrics).unwrap_err();
-        assert!(err.to_string().contains("logged only: val_loss"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "checkpoint.monitor is 'val/fid', but validation logged only: val_loss; set \
+             checkpoint.monitor to one of them"
+        );
     }
 
     #[test]
