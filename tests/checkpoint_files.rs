@@ -10,7 +10,7 @@ use flowrun::train::checkpoint::compat::check_resume_yaml;
 use flowrun::train::checkpoint::policy::ScoredCheckpoint;
 use flowrun::train::checkpoint::{
     load_checkpoint, read_meta, resolve_ckpt_path, write_checkpoint, Checkpoint, CheckpointError,
-    CheckpointMeta, CHECKPOINT_DIR, LAST_FILE,
+    CheckpointMeta, SaveReason, CHECKPOINT_DIR, LAST_FILE,
 };
 use flowrun::train::early_stopping::EarlyStoppingState;
 use flowrun::train::lr::{LrDecay, LrSchedule};
@@ -69,6 +69,10 @@ fn sample_checkpoint(step: u64, width: usize) -> (Checkpoint, AdamW) {
         wait_count: 1,
     });
     meta.nan_guard.skipped_total = 2;
+    meta.saved_as = SaveReason::TopK {
+        score: 0.1234,
+        rank: 1,
+    };
     meta.best_scores = BTreeMap::from([("val_loss".to_string(), 0.1234)]);
     let model = HashMap::from([
         (

@@ -203,7 +203,8 @@ fn config_dir_adds_and_replaces_shipped_configs() {
             "trainer=cpu",
         ],
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "# @package trainer\n_target_: flowrun.train.Trainer\naccelerator: cpu\nlog_every_n_steps: 7\n");
+    // The primary config's own trainer keys (its CPU-sized step budget) merge over the group.
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "# @package trainer\n_target_: flowrun.train.Trainer\naccelerator: cpu\nlog_every_n_steps: 7\nmax_steps: 1500\ncheck_val_every_n_epoch: 2\n");
     let help = String::from_utf8_lossy(&train(dir.path(), &["-cd", "my_conf", "--help"]).stdout)
         .to_string();
     assert!(

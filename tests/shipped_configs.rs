@@ -60,10 +60,12 @@ fn get(job: &flowrun::config::node::Node, key: &str) -> Value {
 fn flow_matching_defaults() {
     let job = check("train_fb_flow_matching", &[]);
     assert_eq!(get(&job, "seed"), Value::Int(42));
-    assert_eq!(get(&job, "batch_size"), Value::Int(64));
+    // CPU-sized by default (see the comment at the top of conf/train_fb_flow_matching.yaml).
+    assert_eq!(get(&job, "batch_size"), Value::Int(16));
     assert_eq!(get(&job, "max_epochs"), Value::Int(1000));
+    assert_eq!(get(&job, "trainer.max_steps"), Value::Int(1500));
     assert_eq!(get(&job, "base_lr"), Value::Float(1e-4));
-    assert_eq!(get(&job, "image_size"), Value::Int(64));
+    assert_eq!(get(&job, "image_size"), Value::Int(32));
     assert_eq!(
         get(&job, "model.sampler.method"),
         Value::Str("midpoint".into())
@@ -73,8 +75,16 @@ fn flow_matching_defaults() {
         get(&job, "model.path.scheduler"),
         Value::Str("condot".into())
     );
-    assert_eq!(get(&job, "model.net.input_size"), Value::Int(64));
+    assert_eq!(get(&job, "model.net.input_size"), Value::Int(32));
     let settings = load_train_settings(&job).unwrap();
+    assert_eq!(settings.model.net.hidden_size, 128);
+    assert_eq!(settings.ckpt_path, None);
+    assert!(!settings.early_stopping.enabled);
+    assert_eq!(settings.checkpoint.last_every_n_steps, Some(250));
+    assert_eq!(
+        settings.trainer.nan_policy,
+        flowrun::config::schema::NanPolicy::Skip
+    );
     let net = flowrun::model::dit::DitConfig::from(&settings.model.net);
     net.validate().unwrap();
     assert_eq!(
@@ -84,7 +94,7 @@ fn flow_matching_defaults() {
             net.in_channels,
             net.out_channels
         ),
-        (64, 2, 8, 1)
+        (32, 4, 8, 1)
     );
 }
 
@@ -177,6 +187,11 @@ fn experiments() {
     assert_eq!(get(&job, "optimizer.weight_decay"), Value::Float(1e-6));
     assert_eq!(get(&job, "trainer.gradient_clip_val"), Value::Float(10.0));
     assert_eq!(get(&job, "checkpoint.every_n_steps"), Value::Int(10_000));
+    // The paper-sized model for GPUs.
+    assert_eq!(get(&job, "model.net.input_size"), Value::Int(64));
+    assert_eq!(get(&job, "model.net.patch_size"), Value::Int(2));
+    assert_eq!(get(&job, "model.net.hidden_size"), Value::Int(384));
+    assert_eq!(get(&job, "model.net.depth"), Value::Int(12));
     let job = check("train_fb_flow_matching", &["+experiment=improved"]);
     assert_eq!(get(&job, "trainer.max_steps"), Value::Int(250_000));
     assert_eq!(get(&job, "optimizer.lr"), Value::Float(5e-5));
@@ -244,5 +259,79 @@ fn every_shipped_path_and_sampler_maps_onto_typed_samplers() {
                 }
             }
         }
+    }
+}
+
+#[test]
+fn resume_checkpoint_and_safety_keys_take_overrides() {
+    let job = check(
+        "train_hf_diffusion",
+        &[
+            "ckpt_path=last",
+            "early_stopping.enabled=true",
+            "early_stopping.patience=3",
+            "trainer.nan_policy=abort",
+            "checkpoint.every_n_steps=100",
+            "checkpoint.save_total_limit=2",
+        ],
+    );
+    let s = load_train_settings(&job).unwrap();
+    assert_eq!(s.ckpt_path.as_deref(), Some("last"));
+    assert!(s.early_stopping.enabled);
+    assert_eq!(s.early_stopping.patience, 3);
+    assert_eq!(
+        s.trainer.nan_policy,
+        flowrun::config::schema::NanPolicy::Abort
+    );
+    assert_eq!(
+        (s.checkpoint.every_n_steps, s.checkpoint.save_total_limit),
+        (Some(100), Some(2))
+    );
+    for (over, key, words) in [
+        (
+            "trainer.nan_policy=sikp",
+            "trainer.nan_policy",
+            "Did you mean 'skip'?",
+        ),
+        (
+            "early_stopping.patience=0",
+            "early_stopping.patience",
+            "at least 1",
+        ),
+        (
+            "checkpoint.save_total_limit=0",
+            "checkpoint.save_total_limit",
+            "at least 1",
+        ),
+    ] {
+        let l = loader();
+        let parsed = parse_overrides(&[over.to_string()], RunMode::Run).unwrap();
+        let composed = l
+            .compose("train_fb_flow_matching", &parsed, RunMode::Run)
+            .unwrap();
+        let job = job_part(&l.resolve(&composed, "").unwrap());
+        let err = load_train_settings(&job).unwrap_err();
+        assert_eq!(err.key, key, "{over}: {err}");
+        assert!(err.message.contains(words), "{over}: {err}");
+    }
+}
+
+#[test]
+fn a_shipped_job_stored_in_a_checkpoint_resumes_under_itself() {
+    use flowrun::train::checkpoint::compat::{check_resume_yaml, ResumeError};
+    for config in ["train_fb_flow_matching", "train_hf_diffusion"] {
+        let job = check(config, &[]);
+        let stored = flowrun::config::emit::to_yaml(&job);
+        assert_eq!(check_resume_yaml(&stored, &job).unwrap(), [], "{config}");
+        let longer = check(config, &["trainer.max_steps=5000", "ckpt_path=last"]);
+        let allowed = check_resume_yaml(&stored, &longer).unwrap();
+        assert_eq!(allowed.len(), 1, "{allowed:?}");
+        let bigger = check(config, &["+experiment=baseline"]);
+        let Err(ResumeError::Refused { changes }) = check_resume_yaml(&stored, &bigger) else {
+            panic!("{config}: a bigger model must be refused");
+        };
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert!(keys.contains(&"model.net.hidden_size"), "{keys:?}");
+        assert!(keys.contains(&"batch_size"), "{keys:?}");
     }
 }

@@ -6,7 +6,9 @@
 //! improvement, or on a non-finite value, the policy answers [`EarlyStopAction::Stop`].
 
 use crate::config::schema::{EarlyStoppingSettings, MonitorMode};
+use crate::train::checkpoint::policy::{monitored_value, MissingMetric};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What the loop should do after a validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,16 @@ impl EarlyStopping {
             MonitorMode::Min => value < best - self.min_delta,
             MonitorMode::Max => value > best + self.min_delta,
         }
+    }
+
+    /// Records the validation at global `step` from all its logged metrics.
+    pub fn update_from(
+        &mut self,
+        metrics: &BTreeMap<String, f64>,
+        step: u64,
+    ) -> Result<EarlyStopAction, MissingMetric> {
+        let value = monitored_value("early_stopping.monitor", &self.monitor, metrics)?;
+        Ok(self.update(value, step))
     }
 
     /// Records the monitored value of the validation at global `step`.
@@ -167,6 +179,19 @@ mod tests {
             panic!()
         };
         assert!(reason.contains("NaN at step 7"), "{reason}");
+    }
+
+    #[test]
+    fn metrics_are_looked_up_by_the_monitor_key() {
+        let mut p = policy(1, 0.0, MonitorMode::Min);
+        let metrics = BTreeMap::from([("val_loss".to_string(), 0.5)]);
+        assert_eq!(p.update_from(&metrics, 3), Ok(EarlyStopAction::Continue));
+        let err = p.update_from(&BTreeMap::new(), 4).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("early_stopping.monitor is 'val_loss'"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -136,6 +136,23 @@ impl LrSchedule {
     }
 }
 
+/// The optimizer steps a run takes, as Lightning counts them: `max_steps` when set, capped by
+/// `max_epochs` epochs of `ceil(batches_per_epoch / accumulate)` steps each; None when neither
+/// limit is set.
+pub fn total_optimizer_steps(
+    max_steps: Option<u64>,
+    max_epochs: Option<u64>,
+    batches_per_epoch: u64,
+    accumulate_grad_batches: u64,
+) -> Option<u64> {
+    let per_epoch = batches_per_epoch.div_ceil(accumulate_grad_batches.max(1));
+    let by_epochs = max_epochs.map(|e| e.saturating_mul(per_epoch));
+    match (max_steps, by_epochs) {
+        (Some(s), Some(e)) => Some(s.min(e)),
+        (s, e) => s.or(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +254,21 @@ mod tests {
             LrSchedule::new(&s, f64::NAN, 1000).unwrap_err().to_string(),
             LrError::InvalidPeak(f64::NAN).to_string()
         );
+    }
+
+    #[test]
+    fn total_steps_take_the_nearer_limit() {
+        assert_eq!(
+            total_optimizer_steps(Some(2000), Some(1000), 15, 1),
+            Some(2000)
+        );
+        assert_eq!(
+            total_optimizer_steps(Some(2000), Some(10), 15, 1),
+            Some(150)
+        );
+        // 15 batches with accumulation 4 make ceil(15 / 4) = 4 steps per epoch.
+        assert_eq!(total_optimizer_steps(None, Some(10), 15, 4), Some(40));
+        assert_eq!(total_optimizer_steps(None, None, 15, 1), None);
     }
 
     #[test]

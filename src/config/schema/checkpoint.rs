@@ -79,3 +79,39 @@ impl Validate for CheckpointSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::node::Node;
+    use crate::config::schema::target::decode_checked;
+    use crate::config::yaml::load_str;
+    use std::sync::Arc;
+
+    fn decode(text: &str) -> Result<CheckpointSettings, SchemaError> {
+        let node: Node = load_str(text, &Arc::from("ckpt.yaml")).unwrap().unwrap();
+        decode_checked(NodeDe::at(&node, "checkpoint"))
+    }
+
+    const OLD_STYLE: &str = "save_last: true\nsave_top_k: 1\nmonitor: val_loss\nmode: min\n\
+                             every_n_epochs: 1\nevery_n_steps: null\n";
+
+    #[test]
+    fn the_retention_keys_are_optional_and_checked() {
+        let s = decode(OLD_STYLE).unwrap();
+        assert_eq!((s.last_every_n_steps, s.save_total_limit), (None, None));
+        let s = decode(&format!(
+            "{OLD_STYLE}last_every_n_steps: 50\nsave_total_limit: 3\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.last_every_n_steps, s.save_total_limit),
+            (Some(50), Some(3))
+        );
+        let err = decode(&format!("{OLD_STYLE}save_total_limit: 0\n")).unwrap_err();
+        assert_eq!(err.key, "checkpoint.save_total_limit");
+        assert!(err.hint().unwrap_or_default().contains("or null"), "{err}");
+        let err = decode(&OLD_STYLE.replace("save_top_k: 1", "save_top_k: -2")).unwrap_err();
+        assert_eq!(err.key, "checkpoint.save_top_k");
+    }
+}

@@ -53,3 +53,41 @@ impl Validate for EarlyStoppingSettings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::node::Node;
+    use crate::config::schema::target::decode_checked;
+    use crate::config::yaml::load_str;
+    use std::sync::Arc;
+
+    fn decode(text: &str) -> Result<EarlyStoppingSettings, SchemaError> {
+        let node: Node = load_str(text, &Arc::from("es.yaml")).unwrap().unwrap();
+        decode_checked(NodeDe::at(&node, "early_stopping"))
+    }
+
+    const GOOD: &str =
+        "enabled: true\nmonitor: val_loss\npatience: 3\nmin_delta: 0.01\nmode: min\n";
+
+    #[test]
+    fn decodes_and_checks_each_key() {
+        let s = decode(GOOD).unwrap();
+        assert_eq!(
+            (s.patience, s.min_delta, s.mode),
+            (3, 0.01, MonitorMode::Min)
+        );
+        let err = decode(&GOOD.replace("patience: 3", "patience: 0")).unwrap_err();
+        assert_eq!(err.key, "early_stopping.patience");
+        assert_eq!(err.origin, "es.yaml:3:11");
+        let err = decode(&GOOD.replace("min_delta: 0.01", "min_delta: -1")).unwrap_err();
+        assert_eq!(err.hint(), Some("set early_stopping.min_delta=0.0"));
+        let err = decode(&GOOD.replace("mode: min", "mode: mni")).unwrap_err();
+        assert!(err.message.contains("Did you mean 'min'?"), "{err}");
+        let err = decode(&GOOD.replace("patience", "patients")).unwrap_err();
+        assert!(
+            err.hint().unwrap_or_default().contains("'patience'"),
+            "{err}"
+        );
+    }
+}

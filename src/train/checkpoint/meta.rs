@@ -1,7 +1,7 @@
 //! The metadata document stored in every checkpoint: where the run stands (step, epoch, data
 //! cursor, RNG states), the policies' states, the best scores and the resolved config.
 
-use super::policy::CheckpointPolicyState;
+use super::policy::{CheckpointPolicyState, SaveReason};
 use crate::train::early_stopping::EarlyStoppingState;
 use crate::train::lr::LrSchedule;
 use crate::train::nan_guard::NanGuardState;
@@ -38,8 +38,8 @@ pub struct CheckpointMeta {
     pub nan_guard: NanGuardState,
     /// Best values of the monitored metrics so far (`val_loss` -> best).
     pub best_scores: BTreeMap<String, f64>,
-    /// Why this file was written (`last`, `top_k`, `regular`).
-    pub saved_as: String,
+    /// Why this file was written (the policy's reason, with the score and rank of a top-k file).
+    pub saved_as: SaveReason,
     /// The resolved job config as YAML.
     pub config_yaml: String,
 }
@@ -61,7 +61,7 @@ impl CheckpointMeta {
             early_stopping: None,
             nan_guard: NanGuardState::default(),
             best_scores: BTreeMap::new(),
-            saved_as: "last".to_string(),
+            saved_as: SaveReason::Last,
             config_yaml: config_yaml.into(),
         }
     }

@@ -1,6 +1,6 @@
 //! Checkpoints: which files to keep ([`policy`]), the `.ckpt` file format and its atomic
-//! writes ([`file`], [`meta`]), finding the file to resume from ([`locate`]) and whether a new
-//! config may resume it ([`compat`]).
+//! writes ([`file`](mod@file), [`meta`]), finding the file to resume from ([`locate`]) and
+//! whether a new config may resume it ([`compat`]).
 
 pub mod compat;
 mod error;

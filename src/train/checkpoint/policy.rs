@@ -89,15 +89,27 @@ pub struct CheckpointPolicyState {
 
 /// The monitored metric is not among the validation's metrics.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error(
-    "checkpoint.monitor is '{monitor}', but validation logged only: {logged}; \
-     set checkpoint.monitor to one of them"
-)]
+#[error("{key} is '{monitor}', but validation logged only: {logged}; set {key} to one of them")]
 pub struct MissingMetric {
+    /// The config key naming the metric (`checkpoint.monitor`).
+    pub key: &'static str,
     /// The configured metric name.
     pub monitor: String,
     /// The metrics that were logged, comma-separated.
     pub logged: String,
+}
+
+/// The value of `monitor` among `metrics`, or the error naming the config `key` to fix.
+pub fn monitored_value(
+    key: &'static str,
+    monitor: &str,
+    metrics: &BTreeMap<String, f64>,
+) -> Result<f64, MissingMetric> {
+    metrics.get(monitor).copied().ok_or_else(|| MissingMetric {
+        key,
+        monitor: monitor.to_string(),
+        logged: metrics.keys().cloned().collect::<Vec<_>>().join(", "),
+    })
 }
 
 /// The checkpoint policy of one run.
@@ -202,16 +214,20 @@ impl CheckpointPolicy {
         step: u64,
         metrics: &BTreeMap<String, f64>,
     ) -> Result<Vec<CheckpointAction>, MissingMetric> {
-        let monitor = &self.settings.monitor;
-        let Some(&score) = metrics.get(monitor) else {
-            return Err(MissingMetric {
-                monitor: monitor.clone(),
-                logged: metrics.keys().cloned().collect::<Vec<_>>().join(", "),
-            });
-        };
+        let score = monitored_value("checkpoint.monitor", &self.settings.monitor, metrics)?;
         let k = self.settings.save_top_k;
+        // Files beyond a save_top_k lowered since the state was saved.
+        let mut actions: Vec<CheckpointAction> = match usize::try_from(k) {
+            Ok(keep) if keep < self.state.best.len() => self
+                .state
+                .best
+                .drain(keep..)
+                .map(|dropped| CheckpointAction::Delete { file: dropped.file })
+                .collect(),
+            _ => Vec::new(),
+        };
         if k == 0 || !score.is_finite() {
-            return Ok(Vec::new());
+            return Ok(actions);
         }
         let mode = self.settings.mode;
         let rank = self
@@ -221,7 +237,7 @@ impl CheckpointPolicy {
             .position(|kept| better(mode, score, kept.score))
             .unwrap_or(self.state.best.len());
         if k > 0 && rank >= k as usize {
-            return Ok(Vec::new());
+            return Ok(actions);
         }
         let file = self.top_k_name(epoch, score);
         self.state.best.insert(
@@ -233,13 +249,16 @@ impl CheckpointPolicy {
                 epoch,
             },
         );
-        let mut actions = vec![CheckpointAction::Save {
-            file,
-            reason: SaveReason::TopK {
-                score,
-                rank: rank + 1,
+        actions.insert(
+            0,
+            CheckpointAction::Save {
+                file,
+                reason: SaveReason::TopK {
+                    score,
+                    rank: rank + 1,
+                },
             },
-        }];
+        );
         if k > 0 {
             for dropped in self
                 .state
@@ -391,7 +410,11 @@ mod tests {
         let mut p = CheckpointPolicy::new(&s);
         let metrics = BTreeMap::from([("val_loss".to_string(), 1.0)]);
         let err = p.on_validation(0, 0, &metrics).unwrap_err();
-        assert!(err.to_string().contains("logged only: val_loss"), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "checkpoint.monitor is 'val/fid', but validation logged only: val_loss; set \
+             checkpoint.monitor to one of them"
+        );
     }
 
     #[test]
@@ -430,6 +453,26 @@ mod tests {
                 "delete step100.ckpt".to_string()
             ]
         );
+    }
+
+    #[test]
+    fn a_lowered_save_top_k_trims_the_kept_files_at_the_next_validation() {
+        let mut s = settings();
+        s.save_top_k = 3;
+        let mut p = CheckpointPolicy::new(&s);
+        for (epoch, loss) in [(0, 0.3), (1, 0.2), (2, 0.1)] {
+            val(&mut p, epoch, loss);
+        }
+        s.save_top_k = 1;
+        let mut p = CheckpointPolicy::new(&s).with_state(p.state().clone());
+        assert_eq!(
+            describe(&val(&mut p, 3, 0.5)),
+            [
+                "delete epoch001-val_loss0.2000.ckpt".to_string(),
+                "delete epoch000-val_loss0.3000.ckpt".to_string()
+            ]
+        );
+        assert_eq!(p.state().best.len(), 1);
     }
 
     #[test]
