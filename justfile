@@ -32,3 +32,9 @@ bench-train:
 conformance:
     cargo build --release --bin train
     python3 tests/hydra_conformance/check.py --cases tests/hydra_conformance/cases --cmd "$PWD/target/release/train"
+
+# Check the event-file writer against TensorBoard itself (needs `pip install tensorboard`).
+tensorboard-check DIR="/tmp/flowrun_tb_sample":
+    rm -rf {{DIR}}
+    cargo run --example tensorboard_sample -- {{DIR}}
+    python3 tests/tensorboard/check_events.py {{DIR}}

@@ -127,7 +127,7 @@ pub struct TensorProto {
 /// A tensor shape.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorShapeProto {
-    /// One entry per dimension.
+    /// One entry per dimension; none for a scalar.
     #[prost(message, repeated, tag = "2")]
     pub dim: Vec<TensorShapeDim>,
 }

@@ -196,7 +196,7 @@ impl EventWriter {
         self.write_summary(proto::Summary { value: vec![value] }, step)
     }
 
-    /// Logs text for TensorBoard's Text tab, which renders it as Markdown.
+    /// Logs text for TensorBoard's Text tab (a rank-0 string tensor, rendered as Markdown).
     pub fn add_text(&mut self, tag: &str, text: &str, step: u64) -> Result<(), TelemetryError> {
         let value = proto::SummaryValue {
             tag: tag.to_string(),
@@ -208,9 +208,7 @@ impl EventWriter {
             }),
             kind: Some(summary_value::Kind::Tensor(proto::TensorProto {
                 dtype: proto::DT_STRING,
-                tensor_shape: Some(proto::TensorShapeProto {
-                    dim: vec![proto::TensorShapeDim { size: 1 }],
-                }),
+                tensor_shape: Some(proto::TensorShapeProto { dim: Vec::new() }),
                 string_val: vec![text.as_bytes().to_vec()],
             })),
         };
