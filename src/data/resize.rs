@@ -82,13 +82,26 @@ where
     }
     // Rows first: each output row is a weighted sum of whole source rows (contiguous, so the
     // compiler vectorises it); then each of the few remaining rows is resized along x.
+    // Masks are mostly empty: only the span between each source row's first and last nonzero
+    // value is accumulated.
+    let spans: Vec<(usize, usize)> = src
+        .chunks_exact(width)
+        .map(|row| {
+            let nonzero = |v: &T| f32::from(*v) != 0.0;
+            match row.iter().position(nonzero) {
+                Some(lo) => (lo, width - row.iter().rev().position(nonzero).unwrap_or(0)),
+                None => (0, 0),
+            }
+        })
+        .collect();
     let vertical = taps(height, out_h, filter_for(height, out_h));
     let mut rows = vec![0f32; out_h * width];
     for (y, tap) in vertical.iter().enumerate() {
         let row = &mut rows[y * width..(y + 1) * width];
         for (k, &w) in tap.weights.iter().enumerate() {
-            let src_row = &src[(tap.start + k) * width..(tap.start + k + 1) * width];
-            for (o, &v) in row.iter_mut().zip(src_row) {
+            let (lo, hi) = spans[tap.start + k];
+            let src_row = &src[(tap.start + k) * width + lo..(tap.start + k) * width + hi];
+            for (o, &v) in row[lo..hi].iter_mut().zip(src_row) {
                 *o += w * f32::from(v);
             }
         }
