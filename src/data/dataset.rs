@@ -218,6 +218,11 @@ impl DataModule {
         };
         let mut report = LoadReport::default();
         let (mut train_paths, train_scenes) = open_folder(&data_dir, settings, &mut report)?;
+        if matches!(settings.source, DataSource::SyntheticNamo { .. }) {
+            report
+                .ignored
+                .retain(|p| !p.ends_with(super::synthetic::cache::MANIFEST));
+        }
         let (val_paths, val_scenes, train_scenes) = match &settings.val_dir {
             Some(val_dir) => {
                 let (paths, scenes) = open_folder(val_dir, settings, &mut report)?;
