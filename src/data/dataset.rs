@@ -198,7 +198,8 @@ pub struct DataModule {
 
 impl DataModule {
     /// Opens the data the settings describe (generating synthetic scenes into their cache
-    /// first), checks every scene file, splits, and prints the [`LoadReport`] warnings to stderr.
+    /// first), checks every scene file and splits. Nothing is printed: the caller logs
+    /// [`LoadReport::warnings`] of [`DataModule::report`] (skipped and ignored files).
     pub fn from_settings(
         settings: &DataSettings,
         rank: usize,
@@ -261,9 +262,6 @@ impl DataModule {
         let val = SceneSet::from_files(val_paths, settings.image_size, settings.cache);
         train.prefill(train_scenes.unwrap_or_default());
         val.prefill(val_scenes.unwrap_or_default());
-        for line in report.warnings() {
-            eprintln!("warning: {line}");
-        }
         Ok(DataModule {
             train: Arc::new(train),
             val: Arc::new(val),
