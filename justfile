@@ -14,7 +14,7 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # All benchmarks.
-bench: bench-config bench-solvers bench-train
+bench: bench-config bench-solvers bench-train bench-data
 
 # Wall time of `train --cfg job` on the shipped tree, against Hydra's 567 ms.
 bench-config:
@@ -27,6 +27,14 @@ bench-solvers:
 # Training samples/s and sampling evaluations/s of CPU_SMALL and NAMO64, against PyTorch.
 bench-train:
     cargo bench --bench train_step
+
+# Loader throughput, 224×224 .npz scenes to 64×64 batches, against the trainer's consumption.
+bench-data:
+    cargo bench --bench data_loader
+
+# Write synthetic NAMO scenes, e.g. `just gen-data --out data/namo --num-scenes 512`.
+gen-data *ARGS:
+    cargo run --release --bin gen-data -- {{ARGS}}
 
 # Hydra conformance through the independent Python checker (needs PyYAML).
 conformance:

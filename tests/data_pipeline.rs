@@ -205,3 +205,33 @@ fn batches_have_the_promised_shapes_and_range() {
     assert!(v.iter().all(|x| (-1.0..=1.0).contains(x)));
     assert!(v.iter().any(|&x| x > 0.0) && v.iter().any(|&x| x < 0.0));
 }
+
+#[test]
+fn augmentation_applies_one_symmetry_to_every_channel_per_scene_and_epoch() {
+    use flowrun::data::scene::Symmetry;
+    let dir = scene_folder();
+    let mut plain = settings(dir.path());
+    plain.augment = false;
+    let augmented = DataModule::from_settings(&settings(dir.path()), 0, 1).unwrap();
+    let plain = DataModule::from_settings(&plain, 0, 1).unwrap();
+    let symmetries: Vec<Symmetry> = (0..8u8)
+        .map(|k| Symmetry {
+            flip: k >= 4,
+            rotations: k % 4,
+        })
+        .collect();
+    let mut drawn = BTreeSet::new();
+    for epoch in 0..3 {
+        for index in 0..plain.train.len() {
+            let base = plain.train.sample(index, epoch).unwrap();
+            let seen = augmented.train.sample(index, epoch).unwrap();
+            assert_eq!(seen, augmented.train.sample(index, epoch).unwrap());
+            let k = symmetries
+                .iter()
+                .position(|s| s.apply(&base.pixels, 16)[..] == seen.pixels[..])
+                .expect("the augmented scene is one symmetry of the original, all channels alike");
+            drawn.insert(k);
+        }
+    }
+    assert!(drawn.len() >= 6, "symmetries drawn: {drawn:?}");
+}

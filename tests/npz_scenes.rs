@@ -79,8 +79,9 @@ fn expected(name: &str) -> Vec<f32> {
     decode_npy(&bytes)
         .unwrap()
         .values
+        .to_f32()
         .iter()
-        .map(|&v| 2.0 * v as f32 - 1.0)
+        .map(|&v| 2.0 * v - 1.0)
         .collect()
 }
 

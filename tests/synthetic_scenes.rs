@@ -220,3 +220,35 @@ fn gen_data_writes_scenes_and_a_preview() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn the_synthetic_source_generates_into_its_cache_and_opens_like_a_folder() {
+    use flowrun::config::schema::{DataSettings, DataSource, OnBadFile};
+    let root = tempfile::tempdir().unwrap();
+    let settings = DataSettings {
+        source: DataSource::SyntheticNamo {
+            num_scenes: 10,
+            cache_dir: root.path().join("synthetic_namo"),
+        },
+        image_size: 16,
+        val_fraction: 0.2,
+        val_dir: None,
+        num_workers: 1,
+        cache: false,
+        augment: false,
+        subset: None,
+        seed: 3,
+        on_bad_file: OnBadFile::Error,
+    };
+    let data = flowrun::data::DataModule::from_settings(&settings, 0, 1).unwrap();
+    assert_eq!((data.train.len(), data.val.len()), (8, 2));
+    let entries: Vec<_> = std::fs::read_dir(root.path().join("synthetic_namo"))
+        .unwrap()
+        .collect();
+    assert_eq!(entries.len(), 1, "one cache entry for one parameter set");
+    assert_eq!(
+        data.report.warnings(),
+        Vec::<String>::new(),
+        "the manifest is not reported"
+    );
+}

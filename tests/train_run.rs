@@ -195,7 +195,7 @@ fn sigint_writes_last_ckpt_and_the_resumed_losses_equal_the_uninterrupted_run() 
     assert!(out.status.success(), "{}", stderr(&out));
 
     let cut = tmp.path().join("cut");
-    let mut child = command(tmp.path(), &tiny(cache, &cut, &long))
+    let child = command(tmp.path(), &tiny(cache, &cut, &long))
         .spawn()
         .unwrap();
     wait_for(

@@ -198,7 +198,8 @@ pub struct DataModule {
 
 impl DataModule {
     /// Opens the data the settings describe (generating synthetic scenes into their cache
-    /// first), checks every scene file, splits, and prints the [`LoadReport`] warnings to stderr.
+    /// first), checks every scene file and splits. Nothing is printed: the caller logs
+    /// [`LoadReport::warnings`] of [`DataModule::report`] (skipped and ignored files).
     pub fn from_settings(
         settings: &DataSettings,
         rank: usize,
@@ -218,6 +219,11 @@ impl DataModule {
         };
         let mut report = LoadReport::default();
         let (mut train_paths, train_scenes) = open_folder(&data_dir, settings, &mut report)?;
+        if matches!(settings.source, DataSource::SyntheticNamo { .. }) {
+            report
+                .ignored
+                .retain(|p| !p.ends_with(super::synthetic::cache::MANIFEST));
+        }
         let (val_paths, val_scenes, train_scenes) = match &settings.val_dir {
             Some(val_dir) => {
                 let (paths, scenes) = open_folder(val_dir, settings, &mut report)?;
@@ -256,9 +262,6 @@ impl DataModule {
         let val = SceneSet::from_files(val_paths, settings.image_size, settings.cache);
         train.prefill(train_scenes.unwrap_or_default());
         val.prefill(val_scenes.unwrap_or_default());
-        for line in report.warnings() {
-            eprintln!("warning: {line}");
-        }
         Ok(DataModule {
             train: Arc::new(train),
             val: Arc::new(val),

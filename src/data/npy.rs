@@ -22,7 +22,7 @@ pub enum NpyDtype {
     Float(usize),
 }
 
-/// A decoded numeric `.npy` array: its shape and its values, row-major, widened to `f64`.
+/// A decoded numeric `.npy` array: its shape and its values, row-major, as `f32`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NpyArray {
     /// The dimensions.
@@ -30,7 +30,29 @@ pub struct NpyArray {
     /// The dtype it was stored as.
     pub dtype: NpyDtype,
     /// The elements in row-major (C) order.
-    pub values: Vec<f64>,
+    pub values: NpyValues,
+    /// The first element (row-major index and exact stored value) that is neither 0 nor 1,
+    /// NaN included; checked on the stored value, before any narrowing to `f32`.
+    pub first_non_binary: Option<(usize, f64)>,
+}
+
+/// The elements of an array: raw bytes for bool and uint8 (no copy), `f32` otherwise.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyValues {
+    /// One byte per element (bool, uint8).
+    Bytes(Vec<u8>),
+    /// Every other dtype, narrowed to `f32`.
+    Floats(Vec<f32>),
+}
+
+impl NpyValues {
+    /// The elements as `f32`.
+    pub fn to_f32(&self) -> Vec<f32> {
+        match self {
+            NpyValues::Bytes(bytes) => bytes.iter().map(|&b| f32::from(b)).collect(),
+            NpyValues::Floats(values) => values.clone(),
+        }
+    }
 }
 
 /// Why a `.npy` member could not be decoded, phrased for the user, with a fix.
@@ -75,18 +97,54 @@ pub fn decode_npy(bytes: &[u8]) -> Result<NpyArray, NpyProblem> {
             RESAVE,
         ));
     }
-    let mut values: Vec<f64> = body[..count * width]
-        .chunks_exact(width)
-        .map(|chunk| element(chunk, dtype, big_endian))
-        .collect();
+    let data = &body[..count * width];
+    let mut first_non_binary = None;
+    if width == 1
+        && dtype != NpyDtype::Signed(1)
+        && !(header.fortran_order && header.shape.len() > 1)
+    {
+        if let Some(at) = data.iter().position(|&b| b > 1) {
+            first_non_binary = Some((at, f64::from(data[at])));
+        }
+        return Ok(NpyArray {
+            shape: header.shape,
+            dtype,
+            values: NpyValues::Bytes(data.to_vec()),
+            first_non_binary,
+        });
+    }
+    let mut values: Vec<f32> = {
+        let mut values = Vec::with_capacity(count);
+        for (at, chunk) in data.chunks_exact(width).enumerate() {
+            let v = element(chunk, dtype, big_endian);
+            if first_non_binary.is_none() && v != 0.0 && v != 1.0 {
+                first_non_binary = Some((at, v));
+            }
+            values.push(v as f32);
+        }
+        values
+    };
     if header.fortran_order && header.shape.len() > 1 {
         values = fortran_to_c(&values, &header.shape);
+        first_non_binary =
+            first_non_binary.map(|(at, v)| (fortran_index_to_c(at, &header.shape), v));
     }
     Ok(NpyArray {
         shape: header.shape,
         dtype,
-        values,
+        values: NpyValues::Floats(values),
+        first_non_binary,
     })
+}
+
+fn fortran_index_to_c(at: usize, shape: &[usize]) -> usize {
+    let mut rest = at;
+    let mut index = vec![0usize; shape.len()];
+    for (d, &n) in shape.iter().enumerate() {
+        index[d] = rest % n;
+        rest /= n;
+    }
+    index.iter().zip(shape).fold(0, |flat, (i, n)| flat * n + i)
 }
 
 fn split_header(bytes: &[u8]) -> Result<(Header, &[u8]), NpyProblem> {
@@ -219,7 +277,7 @@ fn half_to_f64(bits: u16) -> f64 {
     }
 }
 
-fn fortran_to_c(values: &[f64], shape: &[usize]) -> Vec<f64> {
+fn fortran_to_c(values: &[f32], shape: &[usize]) -> Vec<f32> {
     let n = shape.len();
     let mut f_strides = vec![1usize; n];
     for d in 1..n {
@@ -328,7 +386,8 @@ mod tests {
         let array = decode_npy(&encode_bool_npy(&[2, 3], &mask)).unwrap();
         assert_eq!(array.shape, vec![2, 3]);
         assert_eq!(array.dtype, NpyDtype::Bool);
-        assert_eq!(array.values, vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(array.values.to_f32(), vec![1.0, 0.0, 0.0, 1.0, 1.0, 0.0]);
+        assert_eq!(array.first_non_binary, None);
         assert_eq!(encode_bool_npy(&[2, 3], &mask).len() % 64, 6);
     }
 
@@ -339,7 +398,8 @@ mod tests {
             .flat_map(|v| v.to_be_bytes())
             .collect();
         let array = decode_npy(&npy(">i2", true, "(2, 2)", &body)).unwrap();
-        assert_eq!(array.values, vec![1.0, 3.0, -2.0, 4.0]);
+        assert_eq!(array.values.to_f32(), vec![1.0, 3.0, -2.0, 4.0]);
+        assert_eq!(array.first_non_binary, Some((2, -2.0)));
     }
 
     #[test]
@@ -349,8 +409,9 @@ mod tests {
             .flat_map(|v| v.to_le_bytes())
             .collect();
         let array = decode_npy(&npy("<f2", false, "(3,)", &body)).unwrap();
-        assert_eq!(&array.values[..2], &[1.0, 0.0]);
-        assert!(array.values[2].is_nan());
+        let values = array.values.to_f32();
+        assert_eq!(&values[..2], &[1.0, 0.0]);
+        assert!(values[2].is_nan());
         let err = decode_npy(&npy("<c8", false, "(1,)", &[0; 8])).unwrap_err();
         assert!(err.reason.contains("'<c8'"), "{err:?}");
         let err = decode_npy(&npy("<f4", false, "(4,)", &[0; 8])).unwrap_err();

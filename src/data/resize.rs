@@ -67,38 +67,55 @@ fn taps(from: usize, to: usize, filter: ResizeFilter) -> Vec<Tap> {
 
 /// Resizes a row-major `height × width` mask to `out_h × out_w` (see the module docs for the
 /// filter). Equal sizes return a copy.
-pub fn resize_mask(
-    src: &[f32],
+pub fn resize_mask<T: Copy>(
+    src: &[T],
     height: usize,
     width: usize,
     out_h: usize,
     out_w: usize,
-) -> Vec<f32> {
+) -> Vec<f32>
+where
+    f32: From<T>,
+{
     if (height, width) == (out_h, out_w) {
-        return src.to_vec();
+        return src.iter().map(|&v| f32::from(v)).collect();
+    }
+    // Rows first: each output row is a weighted sum of whole source rows (contiguous, so the
+    // compiler vectorises it); then each of the few remaining rows is resized along x.
+    // Masks are mostly empty: only the span between each source row's first and last nonzero
+    // value is accumulated.
+    let spans: Vec<(usize, usize)> = src
+        .chunks_exact(width)
+        .map(|row| {
+            let nonzero = |v: &T| f32::from(*v) != 0.0;
+            match row.iter().position(nonzero) {
+                Some(lo) => (lo, width - row.iter().rev().position(nonzero).unwrap_or(0)),
+                None => (0, 0),
+            }
+        })
+        .collect();
+    let vertical = taps(height, out_h, filter_for(height, out_h));
+    let mut rows = vec![0f32; out_h * width];
+    for (y, tap) in vertical.iter().enumerate() {
+        let row = &mut rows[y * width..(y + 1) * width];
+        for (k, &w) in tap.weights.iter().enumerate() {
+            let (lo, hi) = spans[tap.start + k];
+            let src_row = &src[(tap.start + k) * width + lo..(tap.start + k) * width + hi];
+            for (o, &v) in row[lo..hi].iter_mut().zip(src_row) {
+                *o += w * f32::from(v);
+            }
+        }
     }
     let horizontal = taps(width, out_w, filter_for(width, out_w));
-    let mut rows = vec![0f32; height * out_w];
-    for y in 0..height {
-        let line = &src[y * width..(y + 1) * width];
-        for (x, tap) in horizontal.iter().enumerate() {
-            rows[y * out_w + x] = tap
+    let mut out = vec![0f32; out_h * out_w];
+    for (line, dst) in rows.chunks_exact(width).zip(out.chunks_exact_mut(out_w)) {
+        for (o, tap) in dst.iter_mut().zip(&horizontal) {
+            *o = tap
                 .weights
                 .iter()
                 .zip(&line[tap.start..])
                 .map(|(w, v)| w * v)
                 .sum();
-        }
-    }
-    let vertical = taps(height, out_h, filter_for(height, out_h));
-    let mut out = vec![0f32; out_h * out_w];
-    for (y, tap) in vertical.iter().enumerate() {
-        let row = &mut out[y * out_w..(y + 1) * out_w];
-        for (k, w) in tap.weights.iter().enumerate() {
-            let src_row = &rows[(tap.start + k) * out_w..(tap.start + k + 1) * out_w];
-            for (o, v) in row.iter_mut().zip(src_row) {
-                *o += w * v;
-            }
         }
     }
     out

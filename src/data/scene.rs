@@ -2,11 +2,10 @@
 //! from {0, 1} to [-1, 1].
 
 use super::error::DataError;
-use super::npy::{decode_npy, read_member, NpyArray};
+use super::npy::{decode_npy, read_member, NpyArray, NpyValues};
 use super::resize::resize_mask;
 use crate::rng::Rng;
-use std::fs::File;
-use std::io::BufReader;
+use std::io::Cursor;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -58,9 +57,9 @@ fn aliases(key: &str) -> Vec<&'static str> {
 
 /// Reads, checks and resizes the scene stored at `path` to `image_size × image_size`.
 pub fn read_scene(path: &Path, image_size: usize) -> Result<Scene, DataError> {
-    let file = File::open(path).map_err(|e| DataError::io(path, "read", e))?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, "read", e))?;
     let mut archive =
-        zip::ZipArchive::new(BufReader::new(file)).map_err(|e| DataError::BadArchive {
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| DataError::BadArchive {
             path: path.to_path_buf(),
             reason: e.to_string(),
         })?;
@@ -151,9 +150,11 @@ fn scene_from_arrays(
                 "save a non-empty mask",
             ));
         }
-        check_binary(path, key, width, &array.values)?;
-        let unit: Vec<f32> = array.values.iter().map(|&v| v as f32).collect();
-        let resized = resize_mask(&unit, height, width, image_size, image_size);
+        check_binary(path, key, width, array.first_non_binary)?;
+        let resized = match &array.values {
+            NpyValues::Bytes(bytes) => resize_mask(bytes, height, width, image_size, image_size),
+            NpyValues::Floats(values) => resize_mask(values, height, width, image_size, image_size),
+        };
         pixels.extend(resized.iter().map(|v| 2.0 * v - 1.0));
     }
     Ok(Scene {
@@ -172,25 +173,32 @@ fn shape_text(shape: &[usize]) -> String {
     }
 }
 
-fn check_binary(path: &Path, key: &str, width: usize, values: &[f64]) -> Result<(), DataError> {
-    if let Some(at) = values.iter().position(|v| v.is_nan()) {
-        return Err(DataError::NotANumber {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            row: at / width,
-            col: at % width,
-        });
-    }
-    if let Some(at) = values.iter().position(|&v| v != 0.0 && v != 1.0) {
-        return Err(DataError::NotBinary {
-            path: path.to_path_buf(),
-            key: key.to_string(),
-            value: values[at],
-            row: at / width,
-            col: at % width,
-        });
-    }
-    Ok(())
+fn check_binary(
+    path: &Path,
+    key: &str,
+    width: usize,
+    first_non_binary: Option<(usize, f64)>,
+) -> Result<(), DataError> {
+    let Some((at, value)) = first_non_binary else {
+        return Ok(());
+    };
+    let (path, key, row, col) = (path.to_path_buf(), key.to_string(), at / width, at % width);
+    Err(if value.is_nan() {
+        DataError::NotANumber {
+            path,
+            key,
+            row,
+            col,
+        }
+    } else {
+        DataError::NotBinary {
+            path,
+            key,
+            value,
+            row,
+            col,
+        }
+    })
 }
 
 /// Builds a scene from binary masks of side `native` held in memory (synthetic scenes),
@@ -203,8 +211,8 @@ pub fn scene_from_masks(
 ) -> Scene {
     let mut pixels = Vec::with_capacity(CHANNELS * image_size * image_size);
     for mask in masks {
-        let unit: Vec<f32> = mask.iter().map(|&m| f32::from(u8::from(m))).collect();
-        let resized = resize_mask(&unit, native, native, image_size, image_size);
+        let bytes: Vec<u8> = mask.iter().map(|&m| u8::from(m)).collect();
+        let resized = resize_mask(&bytes, native, native, image_size, image_size);
         pixels.extend(resized.iter().map(|v| 2.0 * v - 1.0));
     }
     Scene {

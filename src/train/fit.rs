@@ -131,14 +131,6 @@ fn inject_nan_steps() -> Vec<u64> {
         .unwrap_or_default()
 }
 
-fn reason_name(reason: &SaveReason) -> &'static str {
-    match reason {
-        SaveReason::Last => "last",
-        SaveReason::TopK { .. } => "top_k",
-        SaveReason::Regular => "regular",
-    }
-}
-
 /// Sums of one logging window.
 #[derive(Default)]
 struct Window {
@@ -262,7 +254,7 @@ impl Trainer<'_> {
                         Some(ckpt) => ckpt,
                         None => snapshot.insert(self.snapshot()?),
                     };
-                    ckpt.meta.saved_as = reason_name(&reason).to_string();
+                    ckpt.meta.saved_as = reason;
                     write_checkpoint(&self.checkpoint_dir.join(&file), ckpt)?;
                 }
                 CheckpointAction::Delete { file } => {
@@ -320,7 +312,11 @@ impl Trainer<'_> {
         out.mse /= n;
         out.aux_dice /= n;
         let step_number = self.step + 1;
-        if let Some(i) = self.injected_nan_steps.iter().position(|&s| s == step_number) {
+        if let Some(i) = self
+            .injected_nan_steps
+            .iter()
+            .position(|&s| s == step_number)
+        {
             self.injected_nan_steps.swap_remove(i);
             out.train_loss = f64::NAN;
         }
@@ -348,7 +344,7 @@ impl Trainer<'_> {
             NanAction::Abort { step, reason } => {
                 let saved = self.checkpoint_dir.join(LAST_FILE);
                 let mut ckpt = self.snapshot()?;
-                ckpt.meta.saved_as = "last".to_string();
+                ckpt.meta.saved_as = SaveReason::Last;
                 write_checkpoint(&saved, &ckpt)?;
                 return Err(TrainError::NonFinite {
                     step,
@@ -480,6 +476,12 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
     notices.extend(precision.notice.clone());
 
     let data = DataModule::from_settings(&s.data, 0, 1)?;
+    notices.extend(
+        data.report
+            .warnings()
+            .into_iter()
+            .map(|w| format!("warning: {w}")),
+    );
     let loader = data.train_loader(s.batch_size)?;
     let budget = StepBudget::new(&s.trainer, loader.batches_per_epoch())
         .map_err(|(message, hint)| TrainError::Budget { message, hint })?;

@@ -392,7 +392,7 @@ fn counts_ratios_and_exclusive_keys_are_checked() {
         ("base_lr=0", Value::Int(0), "base_lr"),
         ("optimizer.lr=nan", Value::Float(f64::NAN), "optimizer.lr"),
         ("model.ema_decay=1.5", Value::Float(1.5), "model.ema_decay"),
-        ("trainer.max_steps=0", Value::Int(0), "trainer.max_steps"),
+        ("trainer.max_epochs=0", Value::Int(0), "trainer.max_epochs"),
         (
             "checkpoint.save_top_k=-2",
             Value::Int(-2),

@@ -30,7 +30,8 @@ pub struct TrainerSettings {
     pub precision: Precision,
     /// Stop after this many epochs (null: no epoch limit).
     pub max_epochs: Option<u64>,
-    /// Stop after this many optimizer steps (null: no step limit).
+    /// Stop after this many optimizer steps (null: no step limit; 0: write the run directory and
+    /// exit without training).
     pub max_steps: Option<u64>,
     /// Clip gradients to this global norm (null: no clipping).
     pub gradient_clip_val: Option<f64>,
@@ -250,10 +251,7 @@ impl Validate for TrainerSettings {
             self.accumulate_grad_batches as u64,
         )?;
         at_least_one(at, "log_every_n_steps", self.log_every_n_steps as u64)?;
-        for (key, value) in [
-            ("max_epochs", self.max_epochs),
-            ("max_steps", self.max_steps),
-        ] {
+        for (key, value) in [("max_epochs", self.max_epochs)] {
             if let Some(n) = value {
                 ensure(
                     n >= 1,

@@ -13,7 +13,8 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-const MANIFEST: &str = "manifest.txt";
+/// The name of a cache entry's manifest.
+pub const MANIFEST: &str = "manifest.txt";
 
 fn manifest(params: &SyntheticParams, seed: u64, num_scenes: usize) -> String {
     format!(
