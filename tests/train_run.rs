@@ -218,7 +218,7 @@ fn sigint_writes_last_ckpt_and_the_resumed_losses_equal_the_uninterrupted_run() 
     .expect("last.ckpt after SIGINT")
     .meta
     .step;
-    assert!(k >= 3 && k < 40, "stopped at step {k}");
+    assert!((3..40).contains(&k), "stopped at step {k}");
 
     let out = run(tmp.path(), &tiny(cache, &cut, &[long[0], "ckpt_path=last"]));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -283,7 +283,7 @@ fn early_stopping_ends_the_run_when_val_loss_stops_improving() {
     let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
     assert!(log.contains("stopped early"), "{log}");
     let steps = series(&dir, "train_loss").len();
-    assert!(steps < 80 && steps >= 8, "{steps} steps");
+    assert!((8..80).contains(&steps), "{steps} steps");
 }
 
 #[test]

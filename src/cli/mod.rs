@@ -47,7 +47,7 @@ pub enum CommandError {
     },
     /// Training stopped with an error.
     #[error(transparent)]
-    Train(#[from] TrainError),
+    Train(Box<TrainError>),
     /// A checkpoint named by `ckpt_path` cannot be used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -67,6 +67,12 @@ pub enum CommandError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+impl From<TrainError> for CommandError {
+    fn from(e: TrainError) -> Self {
+        CommandError::Train(Box::new(e))
+    }
 }
 
 impl CommandError {

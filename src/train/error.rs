@@ -16,37 +16,37 @@ use std::path::PathBuf;
 pub enum TrainError {
     /// The configured device cannot be used.
     #[error(transparent)]
-    Device(#[from] DeviceError),
+    Device(Box<DeviceError>),
     /// The data could not be read or generated.
     #[error(transparent)]
-    Data(#[from] DataError),
+    Data(Box<DataError>),
     /// The model could not be built or run.
     #[error(transparent)]
-    Model(#[from] GenerativeError),
+    Model(Box<GenerativeError>),
     /// Weights did not fit the model.
     #[error(transparent)]
-    Weights(#[from] WeightsError),
+    Weights(Box<WeightsError>),
     /// The weight average failed.
     #[error(transparent)]
-    Ema(#[from] EmaError),
+    Ema(Box<EmaError>),
     /// The optimizer failed.
     #[error(transparent)]
-    Optim(#[from] OptimError),
+    Optim(Box<OptimError>),
     /// The learning-rate schedule does not fit the step budget.
     #[error("the learning-rate schedule: {0}")]
-    Lr(#[from] LrError),
+    Lr(Box<LrError>),
     /// A checkpoint could not be read or written.
     #[error(transparent)]
-    Checkpoint(#[from] CheckpointError),
+    Checkpoint(Box<CheckpointError>),
     /// The checkpoint to resume from belongs to another configuration.
     #[error(transparent)]
-    Resume(#[from] ResumeError),
+    Resume(Box<ResumeError>),
     /// TensorBoard events, metrics or the console log could not be written.
     #[error(transparent)]
-    Telemetry(#[from] TelemetryError),
+    Telemetry(Box<TelemetryError>),
     /// A tensor operation failed.
     #[error("tensor operation failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Candle(Box<candle_core::Error>),
     /// The loss or the gradients stopped being finite.
     #[error("{reason}{}", saved.as_ref().map(|p| format!("; the last good state is in {}", p.display())).unwrap_or_default())]
     NonFinite {
@@ -73,6 +73,72 @@ pub enum TrainError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+impl From<DeviceError> for TrainError {
+    fn from(e: DeviceError) -> Self {
+        TrainError::Device(Box::new(e))
+    }
+}
+
+impl From<DataError> for TrainError {
+    fn from(e: DataError) -> Self {
+        TrainError::Data(Box::new(e))
+    }
+}
+
+impl From<GenerativeError> for TrainError {
+    fn from(e: GenerativeError) -> Self {
+        TrainError::Model(Box::new(e))
+    }
+}
+
+impl From<WeightsError> for TrainError {
+    fn from(e: WeightsError) -> Self {
+        TrainError::Weights(Box::new(e))
+    }
+}
+
+impl From<EmaError> for TrainError {
+    fn from(e: EmaError) -> Self {
+        TrainError::Ema(Box::new(e))
+    }
+}
+
+impl From<OptimError> for TrainError {
+    fn from(e: OptimError) -> Self {
+        TrainError::Optim(Box::new(e))
+    }
+}
+
+impl From<LrError> for TrainError {
+    fn from(e: LrError) -> Self {
+        TrainError::Lr(Box::new(e))
+    }
+}
+
+impl From<CheckpointError> for TrainError {
+    fn from(e: CheckpointError) -> Self {
+        TrainError::Checkpoint(Box::new(e))
+    }
+}
+
+impl From<ResumeError> for TrainError {
+    fn from(e: ResumeError) -> Self {
+        TrainError::Resume(Box::new(e))
+    }
+}
+
+impl From<TelemetryError> for TrainError {
+    fn from(e: TelemetryError) -> Self {
+        TrainError::Telemetry(Box::new(e))
+    }
+}
+
+impl From<candle_core::Error> for TrainError {
+    fn from(e: candle_core::Error) -> Self {
+        TrainError::Candle(Box::new(e))
+    }
 }
 
 impl TrainError {

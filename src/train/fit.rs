@@ -189,7 +189,7 @@ impl Trainer<'_> {
         meta.batches_seen_in_epoch = position.batch as u64;
         meta.rng.insert("noise".to_string(), self.noise.state());
         meta.data_sampler = serde_json::to_value(position).unwrap_or(serde_json::Value::Null);
-        meta.lr_schedule = Some(self.schedule.clone());
+        meta.lr_schedule = Some(self.schedule);
         meta.checkpoint_policy = self.policy.state().clone();
         meta.early_stopping = self.early.as_ref().map(|e| e.state().clone());
         meta.nan_guard = self.nan_guard.state().clone();
