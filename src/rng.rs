@@ -107,11 +107,7 @@ impl Rng {
         shape: impl Into<Shape>,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let shape = shape.into();
-        let data: Vec<f32> = (0..shape.elem_count())
-            .map(|_| self.normal() as f32)
-            .collect();
-        Tensor::from_vec(data, shape, device)
+        self.tensor(shape.into(), device, Self::normal)
     }
 
     /// An f32 tensor of uniform draws in `[0, 1)`.
@@ -120,10 +116,16 @@ impl Rng {
         shape: impl Into<Shape>,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let shape = shape.into();
-        let data: Vec<f32> = (0..shape.elem_count())
-            .map(|_| self.uniform() as f32)
-            .collect();
+        self.tensor(shape.into(), device, Self::uniform)
+    }
+
+    fn tensor(
+        &mut self,
+        shape: Shape,
+        device: &Device,
+        draw: fn(&mut Self) -> f64,
+    ) -> candle_core::Result<Tensor> {
+        let data: Vec<f32> = (0..shape.elem_count()).map(|_| draw(self) as f32).collect();
         Tensor::from_vec(data, shape, device)
     }
 }

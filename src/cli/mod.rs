@@ -18,7 +18,7 @@ use crate::config::{emit::to_yaml, SHIPPED_CONF};
 use crate::run::{create_fresh_dir, create_run_dir, write_snapshot, RunSnapshot};
 use crate::telemetry::{ConsoleSettings, DisplayMode};
 use crate::train::checkpoint::{resolve_ckpt_path, CheckpointError};
-use crate::train::error::TrainError;
+use crate::train::error::{TrainError, OUTPUT_DIR_HINT};
 use crate::train::fit::{fit, FitRequest, StopReason};
 use crate::train::shutdown::ShutdownSignal;
 use args::{CfgPart, CommandArgs};
@@ -87,11 +87,7 @@ impl CommandError {
                 "resume with: train hydra.run.dir={} ckpt_path=last",
                 run_dir.display()
             )),
-            CommandError::Io { .. } => Some(
-                "check that the output directory is writable and the disk has space \
-                 (hydra.run.dir=... moves the run)"
-                    .to_string(),
-            ),
+            CommandError::Io { .. } => Some(OUTPUT_DIR_HINT.to_string()),
         }
     }
 

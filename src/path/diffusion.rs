@@ -403,7 +403,7 @@ pub(crate) fn check_same_shape(
 }
 
 /// `torch.linspace(start, end, n, dtype=float32)` on CPU, bit for bit.
-fn torch_linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
+pub(crate) fn torch_linspace_f32(start: f32, end: f32, n: usize) -> Vec<f32> {
     if n == 1 {
         return vec![start];
     }

@@ -2,6 +2,7 @@
 //! trainer settings and the number of batches per epoch.
 
 use crate::config::schema::{TrainerSettings, ValCheckInterval};
+use crate::train::lr::total_optimizer_steps;
 
 /// The step budget of a run and its validation cadence, in optimizer steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,21 +34,16 @@ impl StepBudget {
         }
         let accumulate = trainer.accumulate_grad_batches.max(1) as u64;
         let steps_per_epoch = batches.div_ceil(accumulate);
-        let by_epochs = trainer
-            .max_epochs
-            .map(|e| e.saturating_mul(steps_per_epoch));
-        let total_steps =
-            match (trainer.max_steps, by_epochs) {
-                (Some(s), Some(e)) => s.min(e),
-                (Some(s), None) => s,
-                (None, Some(e)) => e,
-                (None, None) => return Err((
-                    "neither trainer.max_steps nor trainer.max_epochs is set, so the run would \
-                     never end"
-                        .to_string(),
-                    "set max_epochs=N or trainer.max_steps=N".to_string(),
-                )),
-            };
+        let Some(total_steps) =
+            total_optimizer_steps(trainer.max_steps, trainer.max_epochs, batches, accumulate)
+        else {
+            return Err((
+                "neither trainer.max_steps nor trainer.max_epochs is set, so the run would \
+                 never end"
+                    .to_string(),
+                "set max_epochs=N or trainer.max_steps=N".to_string(),
+            ));
+        };
         let val_every_steps = match trainer.val_check_interval {
             None => None,
             Some(ValCheckInterval::Batches(n)) => Some(n.div_ceil(accumulate).max(1)),

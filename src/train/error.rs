@@ -11,6 +11,10 @@ use crate::train::lr::LrError;
 use crate::train::optim::OptimError;
 use std::path::PathBuf;
 
+/// The hint of every error writing into the run directory.
+pub const OUTPUT_DIR_HINT: &str = "check that the output directory is writable and the disk has \
+     space (hydra.run.dir=... moves the run)";
+
 /// Why a training run stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -156,11 +160,7 @@ impl TrainError {
                 "lower base_lr or set trainer.gradient_clip_val, then resume with ckpt_path={}",
                 p.display()
             )),
-            TrainError::Io { .. } => Some(
-                "check that the output directory is writable and the disk has space \
-                 (hydra.run.dir=... moves the run)"
-                    .to_string(),
-            ),
+            TrainError::Io { .. } => Some(OUTPUT_DIR_HINT.to_string()),
             _ => None,
         }
     }

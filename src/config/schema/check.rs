@@ -70,6 +70,17 @@ pub(crate) fn fraction(
     )
 }
 
+/// Checks that `key` names a logged metric (a non-empty string).
+pub(crate) fn metric_name(at: &NodeDe<'_>, key: &str, value: &str) -> Result<(), SchemaError> {
+    ensure(
+        !value.trim().is_empty(),
+        at,
+        key,
+        || "must name a logged metric, found an empty string".to_string(),
+        || format!("set {}=val_loss", at.key_of(key)),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

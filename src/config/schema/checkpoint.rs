@@ -1,6 +1,6 @@
 //! `checkpoint`: when to save weights and which to keep (see `train::checkpoint::policy`).
 
-use super::check::{at_least_one, ensure};
+use super::check::{at_least_one, ensure, metric_name};
 use super::de::NodeDe;
 use super::target::Validate;
 use super::SchemaError;
@@ -54,13 +54,7 @@ impl Validate for CheckpointSettings {
             },
             || format!("set {}=1", at.key_of("save_top_k")),
         )?;
-        ensure(
-            !self.monitor.trim().is_empty(),
-            at,
-            "monitor",
-            || "must name a logged metric, found an empty string".to_string(),
-            || format!("set {}=val_loss", at.key_of("monitor")),
-        )?;
+        metric_name(at, "monitor", &self.monitor)?;
         for (key, value) in [
             ("every_n_epochs", self.every_n_epochs),
             ("every_n_steps", self.every_n_steps),

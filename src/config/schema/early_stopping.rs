@@ -1,6 +1,6 @@
 //! `early_stopping`: stop when a validation metric stops improving (see `train::early_stopping`).
 
-use super::check::{at_least_one, ensure};
+use super::check::{at_least_one, ensure, metric_name};
 use super::de::NodeDe;
 use super::target::Validate;
 use super::{MonitorMode, SchemaError};
@@ -44,13 +44,7 @@ impl Validate for EarlyStoppingSettings {
             || format!("must be a finite number >= 0, found {:?}", self.min_delta),
             || format!("set {}=0.0", at.key_of("min_delta")),
         )?;
-        ensure(
-            !self.monitor.trim().is_empty(),
-            at,
-            "monitor",
-            || "must name a logged metric, found an empty string".to_string(),
-            || format!("set {}=val_loss", at.key_of("monitor")),
-        )
+        metric_name(at, "monitor", &self.monitor)
     }
 }
 

@@ -4,6 +4,7 @@
 //! first, then the row coordinate (constant along a row, `linspace(-1, 1, H)` down the rows), then
 //! the column coordinate (`linspace(-1, 1, W)` across the columns), then the noisy target.
 
+use crate::path::diffusion::torch_linspace_f32;
 use candle_core::{DType, Device, Tensor};
 
 use super::error::GenerativeError;
@@ -113,23 +114,9 @@ impl InputLayout {
     }
 }
 
-/// `torch.linspace(-1, 1, n, dtype=float32)`, bit for bit (two halves, each from its own end).
+/// `torch.linspace(-1, 1, n, dtype=float32)`, bit for bit.
 fn linspace_unit(n: usize) -> Vec<f32> {
-    if n == 1 {
-        return vec![-1.0];
-    }
-    let (start, end) = (-1f32, 1f32);
-    let step = (end - start) / (n - 1) as f32;
-    let halfway = n / 2;
-    (0..n)
-        .map(|i| {
-            if i < halfway {
-                step.mul_add(i as f32, start)
-            } else {
-                (-step).mul_add((n - 1 - i) as f32, end)
-            }
-        })
-        .collect()
+    torch_linspace_f32(-1.0, 1.0, n)
 }
 
 /// The `(1, 2, height, width)` f32 coordinate channels: row coordinate, then column coordinate.
