@@ -385,3 +385,21 @@ fn an_unwritable_output_directory_is_named() {
     assert!(stderr(&out).contains("cannot write"), "{}", stderr(&out));
     assert!(stderr(&out).contains("file/run"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_gpu_trainer_without_a_cuda_build_says_how_to_build_one() {
+    if candle_core::utils::cuda_is_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    for choice in ["trainer=multi_gpu", "trainer.accelerator=gpu"] {
+        let out = run(
+            tmp.path(),
+            &tiny(scene_cache(), &tmp.path().join("gpu"), &[choice]),
+        );
+        assert_eq!(out.status.code(), Some(1), "{choice}");
+        let err = stderr(&out);
+        assert!(err.contains("--features cuda"), "{choice}: {err}");
+        assert!(err.contains("trainer=cpu"), "{choice}: {err}");
+    }
+}
