@@ -185,7 +185,7 @@ mod tests {
         assert!(summarize_curve("x", &[], 20).is_none());
         let text = render_curves(&[s]);
         assert!(
-            text.contains("loss") && text.contains("min   1.00000"),
+            text.contains("loss  █▁ ▅  min    1.00000  max    2.00000  last    1.50000"),
             "{text}"
         );
     }
