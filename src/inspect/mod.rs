@@ -11,6 +11,7 @@
 
 pub mod compare;
 mod error;
+pub mod font;
 pub mod plot;
 pub mod run;
 pub mod sparkline;

@@ -1,11 +1,14 @@
 //! Line charts drawn into an RGB image with the `png` crate's encoder (through
-//! [`Image::encode_png`]): one panel per tag, stacked vertically, each with a frame, gridlines,
-//! one polyline per run in a distinct colour, and a row of colour swatches as its legend (in
-//! run order). There is no text in the image; [`Plot`] returns each panel's tag and axis ranges
-//! and the colour of each run for the caller to print.
+//! [`Image::encode_png`]): one panel per tag, stacked vertically, each with its tag as title,
+//! axes labelled with their first and last step and lowest and highest value, gridlines, one
+//! polyline per run in a distinct colour, and a legend of colour swatches with the run labels
+//! (text in the 5x7 pixel [`font`](super::font)). [`Plot`] also returns each panel's tag and
+//! axis ranges and the colour of each run for the caller to print.
 
 use super::error::InspectError;
+use super::font::{text_pixels, text_width, HEIGHT as TEXT_HEIGHT};
 use super::run::Run;
+use super::sparkline::fmt_value;
 use crate::telemetry::{ColorMode, Image};
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -14,10 +17,10 @@ use std::path::Path;
 pub const WIDTH: u32 = 800;
 /// Height of one panel in pixels.
 pub const PANEL_HEIGHT: u32 = 260;
-const LEFT: i64 = 40;
+const LEFT: i64 = 72;
 const RIGHT: i64 = 20;
-const TOP: i64 = 30;
-const BOTTOM: i64 = 20;
+const TOP: i64 = 34;
+const BOTTOM: i64 = 22;
 const GRID_LINES: i64 = 4;
 const BACKGROUND: [u8; 3] = [255, 255, 255];
 const GRID: [u8; 3] = [225, 225, 225];
@@ -228,6 +231,12 @@ impl Canvas {
         self.pixels[at..at + 3].copy_from_slice(&rgb);
     }
 
+    fn text(&mut self, x: i64, y: i64, text: &str, rgb: [u8; 3]) {
+        for (dx, dy) in text_pixels(text) {
+            self.set(x + dx, y + dy, rgb);
+        }
+    }
+
     fn rect(&mut self, x0: i64, y0: i64, x1: i64, y1: i64, rgb: [u8; 3]) {
         for y in y0..=y1 {
             for x in x0..=x1 {
@@ -281,10 +290,30 @@ impl Canvas {
                 lower - (fy * (lower - upper) as f64).round() as i64,
             )
         };
+        self.text(left, top + 6, &panel.title, AXIS);
+        let (y_lo, y_hi) = (fmt_value(Some(y.0)), fmt_value(Some(y.1)));
+        self.text(left - 4 - text_width(&y_hi), upper, &y_hi, AXIS);
+        self.text(
+            left - 4 - text_width(&y_lo),
+            lower - TEXT_HEIGHT,
+            &y_lo,
+            AXIS,
+        );
+        let (x_lo, x_hi) = (format!("{}", x.0), format!("{}", x.1));
+        self.text(left, lower + 5, &x_lo, AXIS);
+        self.text(right - text_width(&x_hi), lower + 5, &x_hi, AXIS);
+        self.text(
+            (left + right - text_width("step")) / 2,
+            lower + 5,
+            "step",
+            AXIS,
+        );
+        let mut legend_x = left + text_width(&panel.title) + 24;
         for (i, series) in panel.series.iter().enumerate() {
             let rgb = colour(i).0;
-            let swatch = left + 10 + 30 * i as i64;
-            self.rect(swatch, top + 10, swatch + 20, top + 17, rgb);
+            self.rect(legend_x, top + 6, legend_x + 16, top + 12, rgb);
+            self.text(legend_x + 20, top + 6, &series.label, AXIS);
+            legend_x += 20 + text_width(&series.label) + 16;
             let mut previous: Option<(i64, i64)> = None;
             for &p in &series.points {
                 if !(p.0.is_finite() && p.1.is_finite()) {
@@ -365,6 +394,18 @@ mod tests {
         assert_eq!(plot.image.height(), 2 * PANEL_HEIGHT);
         assert_eq!(plot.panels[1].x, (0.0, 2.0));
         assert!(matches!(draw(&[]), Err(InspectError::EmptyPlot { .. })));
+        let ink = |img: &Image, y0: u32, y1: u32| {
+            (y0..y1)
+                .flat_map(|y| (0..WIDTH).map(move |x| (x, y)))
+                .filter(|&(x, y)| img.pixel(x, y).unwrap() == AXIS)
+                .count()
+        };
+        assert!(
+            ink(&plot.image, 6, 13) > 20,
+            "the title and legend are drawn"
+        );
+        let second = PANEL_HEIGHT + 6;
+        assert!(ink(&plot.image, second, second + 7) > 20);
         let nan = panel("nan", &[&[(0.0, f64::NAN)]]);
         let err = draw(&[nan]).unwrap_err();
         assert!(
