@@ -310,6 +310,50 @@ mod tests {
     }
 
     #[test]
+    fn a_run_without_checkpoints_or_config_name_still_summarises() {
+        let mut scalars = std::collections::BTreeMap::new();
+        scalars.insert(VAL_LOSS_TAG.to_string(), points(&[3.0, 2.0, f32::NAN, 2.5]));
+        let run = Run {
+            dir: PathBuf::from("/runs/a"),
+            config: crate::config::yaml::load_str("seed: 1\n", &"t.yaml".into())
+                .unwrap()
+                .unwrap(),
+            config_name: None,
+            overrides: Vec::new(),
+            checkpoints: Vec::new(),
+            scalars,
+            truncated_event_files: Vec::new(),
+        };
+        let s = summarize(&run);
+        assert_eq!(
+            s.best_val_loss,
+            Some(StepValue {
+                step: 1,
+                value: 2.0
+            })
+        );
+        assert_eq!(
+            s.last_val_loss,
+            Some(StepValue {
+                step: 3,
+                value: 2.5
+            })
+        );
+        assert_eq!(s.steps, Some(3));
+        assert!(s.best_checkpoint.is_none() && s.throughput.is_none());
+        let text = render_summary(&s);
+        assert!(text.contains("best checkpoint: none"), "{text}");
+        assert!(
+            text.contains("unavailable (the run's .hydra/hydra.yaml"),
+            "{text}"
+        );
+        assert!(
+            text.contains("val_loss: last 2.50000 (step 3), best 2.00000 (step 1)"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn the_shipped_defaults_compose_and_an_unknown_name_says_why() {
         let d = shipped_defaults("train_fb_flow_matching").unwrap();
         assert!(d.select("model.net.hidden_size").is_some());
