@@ -4,7 +4,8 @@
 //! - [`summary`] summarises one run: its config diff against the shipped defaults of its primary
 //!   config, best checkpoint, steps, throughput and validation loss;
 //! - [`sparkline`] renders scalar curves as terminal sparklines with min, max and last;
-//! - [`plot`] draws the curves as PNG line charts, runs overlaid in distinct colours;
+//! - [`plot`] draws the curves as PNG line charts, runs overlaid in distinct colours, labelled
+//!   in the 5x7 pixel [`font`];
 //! - [`compare`] puts two or more runs side by side (config diff table, headline numbers).
 //!
 //! The library returns data and text; the `inspect` binary prints it.

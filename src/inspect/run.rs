@@ -56,7 +56,7 @@ impl Run {
             missing: missing.to_string(),
         };
         if !dir.is_dir() {
-            return Err(not_a_run("the directory itself"));
+            return Err(not_a_run("the directory itself (no such directory)"));
         }
         let config_path = dir.join(CONFIG_FILE);
         if !config_path.is_file() {
