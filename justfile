@@ -36,6 +36,10 @@ bench-data:
 gen-data *ARGS:
     cargo run --release --bin gen-data -- {{ARGS}}
 
+# Summarise or compare trained runs, e.g. `just inspect outputs/a outputs/b --plot cmp.png`.
+inspect *ARGS:
+    cargo run --release --bin inspect -- {{ARGS}}
+
 # Hydra conformance through the independent Python checker (needs PyYAML).
 conformance:
     cargo build --release --bin train

@@ -84,8 +84,7 @@ pub fn is_refused(key: &str) -> bool {
 /// Compares the checkpoint's job config `old` with the `new` one: the allowed changes, or the
 /// refusal listing every refused change.
 pub fn check_resume(old: &Node, new: &Node) -> Result<Vec<ConfigChange>, ResumeError> {
-    let mut changes = Vec::new();
-    diff("", Some(&old.value), Some(&new.value), &mut changes);
+    let mut changes = config_diff(old, new);
     changes.retain(|c| !IGNORED_KEYS.contains(&c.key.as_str()));
     let (refused, allowed): (Vec<_>, Vec<_>) =
         changes.into_iter().partition(|c| is_refused(&c.key));
@@ -104,6 +103,14 @@ pub fn check_resume_yaml(old_yaml: &str, new: &Node) -> Result<Vec<ConfigChange>
         })?
         .unwrap_or_else(|| Node::builtin(Value::Map(Default::default())));
     check_resume(&old, new)
+}
+
+/// Every leaf key whose value differs between the config trees `old` and `new`, in `old`'s key
+/// order followed by the keys only `new` has (`1` equals `1.0`; origins are ignored).
+pub fn config_diff(old: &Node, new: &Node) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    diff("", Some(&old.value), Some(&new.value), &mut changes);
+    changes
 }
 
 fn join(prefix: &str, key: &str) -> String {

@@ -9,7 +9,7 @@ pub mod locate;
 pub mod meta;
 pub mod policy;
 
-pub use compat::{check_resume, check_resume_yaml, ConfigChange, ResumeError};
+pub use compat::{check_resume, check_resume_yaml, config_diff, ConfigChange, ResumeError};
 pub use error::CheckpointError;
 pub use file::{load_checkpoint, read_meta, write_checkpoint, Checkpoint};
 pub use locate::{list_checkpoints, resolve_ckpt_path, CHECKPOINT_DIR};
