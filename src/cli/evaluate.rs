@@ -8,7 +8,8 @@ use crate::config::schema::sampler::{
 };
 use crate::config::schema::{EvaluateSettings, SamplerSettings, TimestepSpacing, VarianceType};
 use crate::data::synthetic::validity::ValidityCriteria;
-use crate::data::synthetic::Side;
+use crate::data::synthetic::{SceneLayout, Side};
+use crate::data::DataError;
 use crate::telemetry::{ColorMode, Image};
 use std::io::Write;
 use std::path::Path;
@@ -217,6 +218,79 @@ pub fn plot(rows: &[EvalRow], samplers: &[String]) -> Result<Image, TrainedError
     Ok(Image::new(w as u32, h as u32, ColorMode::Rgb, c.px)?)
 }
 
+/// The quality measures of one cell.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Mean squared error against the ground truth.
+    pub mse: f64,
+    /// Mean IoU against the ground truth.
+    pub iou: f64,
+    /// Mean over scenes of the best IoU among the `k` samples.
+    pub best_of_k_iou: f64,
+    /// Fraction of samples passing the validity check (`None` without layouts).
+    pub validity_rate: Option<f64>,
+    /// Fraction of two-placement scenes whose valid samples match both placements.
+    pub mode_coverage: Option<f64>,
+}
+
+/// Scores `k` samples per scene (`masks`, scene-major, `size × size` each) against the ground
+/// truths and, where a scene's synthetic layout is known, its validity check.
+pub fn score(
+    masks: &[f32],
+    truths: &[&[f32]],
+    layouts: &[Option<SceneLayout>],
+    k: usize,
+    size: usize,
+) -> Result<Scores, DataError> {
+    let plane = size * size;
+    let criteria = ValidityCriteria::default();
+    let (mut se, mut iou_sum, mut best_sum) = (0.0, 0.0, 0.0);
+    let (mut checked, mut valid) = (0usize, 0usize);
+    let (mut two_sided, mut covered) = (0usize, 0usize);
+    for (i, truth) in truths.iter().enumerate() {
+        let mut best: f64 = 0.0;
+        let mut hit = [false, false];
+        for j in 0..k {
+            let m = &masks[(i * k + j) * plane..(i * k + j + 1) * plane];
+            se += m
+                .iter()
+                .zip(truth.iter())
+                .map(|(&a, &b)| f64::from(a - b).powi(2))
+                .sum::<f64>();
+            let v = iou(m, truth);
+            iou_sum += v;
+            best = best.max(v);
+            if let Some(layout) = &layouts[i] {
+                let check = layout.check(m, size, &criteria)?;
+                checked += 1;
+                if check.is_valid() {
+                    valid += 1;
+                    match check.matched {
+                        Some(Side::Left) => hit[0] = true,
+                        Some(Side::Right) => hit[1] = true,
+                        None => {}
+                    }
+                }
+            }
+        }
+        best_sum += best;
+        if let Some(layout) = &layouts[i] {
+            if layout.placements.iter().all(Option::is_some) {
+                two_sided += 1;
+                covered += usize::from(hit[0] && hit[1]);
+            }
+        }
+    }
+    let samples = (truths.len() * k) as f64;
+    Ok(Scores {
+        mse: se / (samples * plane as f64),
+        iou: iou_sum / samples,
+        best_of_k_iou: best_sum / truths.len() as f64,
+        validity_rate: (checked > 0).then(|| valid as f64 / checked as f64),
+        mode_coverage: (two_sided > 0).then(|| covered as f64 / two_sided as f64),
+    })
+}
+
 /// Runs `evaluate` with `settings`, writing `eval.csv` and `eval.png` into `dir`; the markdown
 /// table goes to `out`.
 pub fn run_evaluate(
@@ -253,62 +327,27 @@ pub fn run_evaluate(
     let k = source.num_samples;
     let size = scenes[0].size;
     let plane = size * size;
-    let criteria = ValidityCriteria::default();
     let mut rows = Vec::new();
     for (name, steps, plan) in cells {
         let start = Instant::now();
         let drawn = draw_samples(&run.module, &scenes, &plan, k, source.seed)?;
         let wall_s = start.elapsed().as_secs_f64();
         let masks = drawn.masks.flatten_all()?.to_vec1::<f32>()?;
-        let (mut se, mut iou_sum, mut best_sum) = (0.0, 0.0, 0.0);
-        let (mut checked, mut valid) = (0usize, 0usize);
-        let (mut two_sided, mut covered) = (0usize, 0usize);
-        for (i, scene) in scenes.iter().enumerate() {
-            let truth = &scene.pixels[(crate::data::scene::CHANNELS - 1) * plane..];
-            let mut best: f64 = 0.0;
-            let mut hit = [false, false];
-            for j in 0..k {
-                let m = &masks[(i * k + j) * plane..(i * k + j + 1) * plane];
-                se += m
-                    .iter()
-                    .zip(truth)
-                    .map(|(&a, &b)| f64::from(a - b).powi(2))
-                    .sum::<f64>();
-                let v = iou(m, truth);
-                iou_sum += v;
-                best = best.max(v);
-                if let Some(layout) = &layouts[i] {
-                    let check = layout.check(m, size, &criteria)?;
-                    checked += 1;
-                    if check.is_valid() {
-                        valid += 1;
-                        match check.matched {
-                            Some(Side::Left) => hit[0] = true,
-                            Some(Side::Right) => hit[1] = true,
-                            None => {}
-                        }
-                    }
-                }
-            }
-            best_sum += best;
-            if let Some(layout) = &layouts[i] {
-                if layout.placements.iter().all(Option::is_some) {
-                    two_sided += 1;
-                    covered += usize::from(hit[0] && hit[1]);
-                }
-            }
-        }
-        let samples = (scenes.len() * k) as f64;
+        let truths: Vec<&[f32]> = scenes
+            .iter()
+            .map(|s| &s.pixels[(crate::data::scene::CHANNELS - 1) * plane..])
+            .collect();
+        let scores = score(&masks, &truths, &layouts, k, size)?;
         let row = EvalRow {
             sampler: name,
             steps,
             nfe: drawn.stats.nfe,
             wall_s,
-            mse: se / (samples * plane as f64),
-            iou: iou_sum / samples,
-            best_of_k_iou: best_sum / scenes.len() as f64,
-            validity_rate: (checked > 0).then(|| valid as f64 / checked as f64),
-            mode_coverage: (two_sided > 0).then(|| covered as f64 / two_sided as f64),
+            mse: scores.mse,
+            iou: scores.iou,
+            best_of_k_iou: scores.best_of_k_iou,
+            validity_rate: scores.validity_rate,
+            mode_coverage: scores.mode_coverage,
         };
         let _ = writeln!(
             out,
@@ -378,6 +417,45 @@ mod tests {
         let md = to_markdown(&rows);
         assert!(md.contains("| euler | 5 | 5 |"));
         assert!(md.contains("| n/a | 0.5000 |"));
+    }
+
+    fn two_sided_layout() -> SceneLayout {
+        use crate::data::synthetic::{generate_layout, SyntheticParams};
+        (0..200)
+            .map(|i| generate_layout(&SyntheticParams::default(), 0, i).unwrap())
+            .find(|l| l.placements.iter().all(Option::is_some))
+            .expect("a scene with two placements")
+    }
+
+    fn raster(layout: &SceneLayout, side: usize, size: usize) -> Vec<f32> {
+        let rect = layout.placements[side].unwrap();
+        crate::data::synthetic::geometry::rasterise(size, |p| rect.contains(p))
+            .into_iter()
+            .map(|b| if b { 1.0 } else { -1.0 })
+            .collect()
+    }
+
+    #[test]
+    fn coverage_needs_both_placements_and_validity_counts_samples() {
+        let size = 32;
+        let layout = two_sided_layout();
+        let (left, right) = (raster(&layout, 0, size), raster(&layout, 1, size));
+        let empty = vec![-1.0f32; size * size];
+        let layouts = [Some(layout)];
+        let both = [left.clone(), right.clone()].concat();
+        let s = score(&both, &[&left], &layouts, 2, size).unwrap();
+        assert_eq!((s.validity_rate, s.mode_coverage), (Some(1.0), Some(1.0)));
+        assert_eq!(s.best_of_k_iou, 1.0);
+        assert!(s.iou < 1.0 && s.mse > 0.0);
+        let same = [left.clone(), left.clone()].concat();
+        let s = score(&same, &[&left], &layouts, 2, size).unwrap();
+        assert_eq!((s.validity_rate, s.mode_coverage), (Some(1.0), Some(0.0)));
+        assert_eq!((s.iou, s.mse), (1.0, 0.0));
+        let half = [left.clone(), empty].concat();
+        let s = score(&half, &[&left], &layouts, 2, size).unwrap();
+        assert_eq!(s.validity_rate, Some(0.5));
+        let s = score(&same, &[&left], &[None], 2, size).unwrap();
+        assert_eq!((s.validity_rate, s.mode_coverage), (None, None));
     }
 
     #[test]
