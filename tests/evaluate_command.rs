@@ -136,9 +136,10 @@ fn bad_sweeps_fail_with_the_options() {
     };
     let e = fails(&trained, &["samplers=[euler,heun]"]);
     assert!(
-        e.contains("samplers[1]") && e.contains("unknown sampler 'heun'"),
+        e.contains("samplers[1] is 'heun', an unknown sampler"),
         "{e}"
     );
+    assert!(e.contains("command-line override"), "{e}");
     assert!(
         e.contains("euler, midpoint, rk4, dopri5, ddim, ddpm"),
         "{e}"
@@ -153,9 +154,12 @@ fn bad_sweeps_fail_with_the_options() {
         "{e}"
     );
     let e = fails(&trained, &["steps=[5,0]"]);
-    assert!(e.contains("steps[1]") && e.contains("at least 1"), "{e}");
+    assert!(
+        e.contains("steps[1] is 0") && e.contains("at least 1"),
+        "{e}"
+    );
     let e = fails(&trained, &["steps=[-2]"]);
-    assert!(e.contains("steps[0]"), "{e}");
+    assert!(e.contains("steps[0] is -2"), "{e}");
     std::fs::remove_dir_all(trained.join("checkpoints")).unwrap();
     let e = fails(&trained, &[]);
     assert!(e.contains("holds no checkpoint"), "{e}");

@@ -128,8 +128,8 @@ pub fn load_evaluate_settings(job: &Node) -> Result<EvaluateSettings, SchemaErro
         ensure(
             SAMPLER_NAMES.contains(&name.as_str()),
             s.de(),
-            &format!("samplers[{i}]"),
-            || format!("unknown sampler '{name}'"),
+            "samplers",
+            || format!("samplers[{i}] is '{name}', an unknown sampler"),
             || format!("available options: {}", SAMPLER_NAMES.join(", ")),
         )?;
     }
@@ -144,8 +144,8 @@ pub fn load_evaluate_settings(job: &Node) -> Result<EvaluateSettings, SchemaErro
         ensure(
             n >= 1,
             s.de(),
-            &format!("steps[{i}]"),
-            || format!("step counts must be at least 1, found {n}"),
+            "steps",
+            || format!("steps[{i}] is {n}; step counts must be at least 1"),
             || "give positive step counts, e.g. steps=[5,10,20,50]".to_string(),
         )?;
     }
@@ -177,15 +177,15 @@ mod tests {
         assert_eq!(s.source.num_samples, 3);
         let bad = node(&format!("{SOURCE}samplers: [euler, heun]\nsteps: [5]\n"));
         let e = load_evaluate_settings(&bad).unwrap_err();
-        assert_eq!(e.key, "samplers[1]");
+        assert_eq!(e.key, "samplers");
+        assert!(e.to_string().contains("samplers[1] is 'heun'"), "{e}");
         assert!(e.hint().unwrap().contains("dopri5, ddim, ddpm"));
         let zero = node(&format!("{SOURCE}samplers: [euler]\nsteps: [5, 0]\n"));
-        assert_eq!(load_evaluate_settings(&zero).unwrap_err().key, "steps[1]");
+        let e = load_evaluate_settings(&zero).unwrap_err();
+        assert!(e.to_string().contains("steps[1] is 0"), "{e}");
         let negative = node(&format!("{SOURCE}samplers: [euler]\nsteps: [-3]\n"));
-        assert_eq!(
-            load_evaluate_settings(&negative).unwrap_err().key,
-            "steps[0]"
-        );
+        let e = load_evaluate_settings(&negative).unwrap_err();
+        assert!(e.to_string().contains("steps[0] is -3"), "{e}");
     }
 
     #[test]
