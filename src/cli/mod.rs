@@ -4,15 +4,19 @@
 //! Nothing below this module prints; errors come back typed and are rendered here, once.
 
 pub mod args;
+pub mod evaluate;
 pub mod gen_data;
 pub mod info;
+pub mod sample;
+pub mod trained;
 
 use crate::config::error::ConfigError;
 use crate::config::loader::{parse_overrides, ConfigLoader, RunMode};
 use crate::config::machine::MachineSettings;
 use crate::config::node::{Map, Node, Value};
 use crate::config::repo::{dir_source, ConfigRepository, ConfigSource};
-use crate::config::schema::{load_train_settings, SchemaError, TrainSettings};
+use crate::config::schema::{load_evaluate_settings, load_sample_settings, load_train_settings};
+use crate::config::schema::{EvaluateSettings, SampleSettings, SchemaError, TrainSettings};
 use crate::config::sweep::expand_sweeps;
 use crate::config::{emit::to_yaml, SHIPPED_CONF};
 use crate::run::{create_fresh_dir, create_run_dir, write_snapshot, RunSnapshot};
@@ -59,6 +63,9 @@ pub enum CommandError {
         /// The run directory.
         run_dir: PathBuf,
     },
+    /// `sample` or `evaluate` could not load, sample or report on a trained run.
+    #[error(transparent)]
+    Trained(Box<trained::TrainedError>),
     /// A file or directory could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -75,6 +82,12 @@ impl From<TrainError> for CommandError {
     }
 }
 
+impl From<trained::TrainedError> for CommandError {
+    fn from(e: trained::TrainedError) -> Self {
+        CommandError::Trained(Box::new(e))
+    }
+}
+
 impl CommandError {
     fn hint(&self) -> Option<String> {
         match self {
@@ -82,7 +95,7 @@ impl CommandError {
             CommandError::Schema(e) => e.hint().map(str::to_string),
             CommandError::Usage { hint, .. } => hint.clone(),
             CommandError::Train(e) => e.hint(),
-            CommandError::Checkpoint(_) => None,
+            CommandError::Checkpoint(_) | CommandError::Trained(_) => None,
             CommandError::Interrupted { run_dir, .. } => Some(format!(
                 "resume with: train hydra.run.dir={} ckpt_path=last",
                 run_dir.display()
@@ -101,8 +114,40 @@ impl CommandError {
     }
 }
 
-/// The config every command composes by default.
+/// The config `train` composes by default.
 pub const DEFAULT_CONFIG_NAME: &str = "train_fb_flow_matching";
+
+/// flowrun's Hydra-style commands; each has its own primary config, schema and job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    /// `train`: fit a model (primary config `train_fb_flow_matching`).
+    Train,
+    /// `sample`: draw goal masks from a trained run (primary config `sample`).
+    Sample,
+    /// `evaluate`: sweep samplers × steps on a trained run (primary config `evaluate`).
+    Evaluate,
+}
+
+impl Command {
+    /// The command a binary named `job_name` runs (`train` for any name but `sample` and
+    /// `evaluate`).
+    pub fn for_job(job_name: &str) -> Command {
+        match job_name {
+            "sample" => Command::Sample,
+            "evaluate" => Command::Evaluate,
+            _ => Command::Train,
+        }
+    }
+
+    /// The primary config composed when `--config-name` is not given.
+    pub fn default_config(self) -> &'static str {
+        match self {
+            Command::Train => DEFAULT_CONFIG_NAME,
+            Command::Sample => "sample",
+            Command::Evaluate => "evaluate",
+        }
+    }
+}
 
 fn usage(message: impl Into<String>, hint: impl Into<String>) -> CommandError {
     CommandError::Usage {
@@ -209,20 +254,21 @@ fn print_cfg(
 }
 
 /// One job ready to run: its overrides, composed and checked config, and its run directory.
-struct PreparedJob {
+struct PreparedJob<S> {
     overrides: Vec<String>,
-    settings: TrainSettings,
+    settings: S,
     snapshot: RunSnapshot,
     dir: PathBuf,
 }
 
-fn prepare_job(
+fn prepare_job<S>(
     loader: &ConfigLoader,
     name: &str,
     overrides: Vec<String>,
     mode: RunMode,
     num: usize,
-) -> Result<PreparedJob, CommandError> {
+    load: fn(&Node) -> Result<S, SchemaError>,
+) -> Result<PreparedJob<S>, CommandError> {
     let parsed = parse_overrides(&overrides, RunMode::Run)?;
     let mut composed = loader.compose(name, &parsed, mode)?;
     if mode == RunMode::Multirun {
@@ -248,7 +294,7 @@ fn prepare_job(
     if !missing.is_empty() {
         return Err(ConfigError::MissingValues(missing).into());
     }
-    let settings = load_train_settings(&job)?;
+    let settings = load(&job)?;
     let hydra = resolved
         .child("hydra")
         .cloned()
@@ -287,22 +333,93 @@ fn prepare_job(
     })
 }
 
-fn run_jobs(
+/// A run directory and the checkpoint the job resumes from.
+type OpenedDir = (PathBuf, Option<PathBuf>);
+
+/// Runs one job in its directory, resuming from a checkpoint, writing progress lines.
+type ExecJob<S> =
+    fn(&PreparedJob<S>, &Path, Option<PathBuf>, &mut dyn Write) -> Result<(), CommandError>;
+
+/// How one command prepares and runs its jobs.
+struct JobKind<S> {
+    /// The command's name, prefixed to its console lines.
+    name: &'static str,
+    /// Decodes the resolved job config.
+    load: fn(&Node) -> Result<S, SchemaError>,
+    /// The directory of a single run and the checkpoint it resumes from.
+    open_single: fn(&PreparedJob<S>) -> Result<OpenedDir, CommandError>,
+    /// The checkpoint a job of a sweep resumes from.
+    resume_swept: fn(&PreparedJob<S>) -> Result<Option<PathBuf>, CommandError>,
+    /// Runs one job in its directory.
+    exec: ExecJob<S>,
+}
+
+const TRAIN: JobKind<TrainSettings> = JobKind {
+    name: "train",
+    load: load_train_settings,
+    open_single: open_run_dir,
+    resume_swept: |job| match &job.settings.ckpt_path {
+        Some(path) => Ok(Some(resolve_ckpt_path(path, None)?)),
+        None => Ok(None),
+    },
+    exec: |job, dir, resume_from, _| train_job(job, dir, resume_from),
+};
+
+fn fresh_dir<S>(job: &PreparedJob<S>) -> Result<OpenedDir, CommandError> {
+    let dir = create_run_dir(&job.dir, &job.snapshot).map_err(|source| CommandError::Io {
+        path: job.dir.display().to_string(),
+        source,
+    })?;
+    Ok((dir, None))
+}
+
+const SAMPLE: JobKind<SampleSettings> = JobKind {
+    name: "sample",
+    load: load_sample_settings,
+    open_single: fresh_dir,
+    resume_swept: |_| Ok(None),
+    exec: |job, dir, _, out| {
+        sample::run_sample(&job.settings, dir, out)?;
+        Ok(())
+    },
+};
+
+const EVALUATE: JobKind<EvaluateSettings> = JobKind {
+    name: "evaluate",
+    load: load_evaluate_settings,
+    open_single: fresh_dir,
+    resume_swept: |_| Ok(None),
+    exec: |job, dir, _, out| {
+        evaluate::run_evaluate(&job.settings, dir, out)?;
+        Ok(())
+    },
+};
+
+fn run_jobs<S>(
     loader: &ConfigLoader,
     args: &CommandArgs,
     name: &str,
     out: &mut dyn Write,
+    kind: &JobKind<S>,
 ) -> Result<(), CommandError> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| CommandError::Io { path, source }
     };
+    let cmd = kind.name;
     if !args.multirun {
-        let job = prepare_job(loader, name, args.overrides.clone(), RunMode::Run, 0)?;
-        let (dir, resume_from) = open_run_dir(&job)?;
-        let _ = writeln!(out, "[train] run directory: {}", dir.display());
+        let job = prepare_job(
+            loader,
+            name,
+            args.overrides.clone(),
+            RunMode::Run,
+            0,
+            kind.load,
+        )?;
+        let (dir, resume_from) = (kind.open_single)(&job)?;
+        let _ = writeln!(out, "[{cmd}] run directory: {}", dir.display());
         let _ = out.flush();
-        return train_job(&job, &dir, resume_from);
+        return (kind.exec)(&job, &dir, resume_from, out);
     }
     let parsed = parse_overrides(&args.overrides, RunMode::Multirun)?;
     let jobs = expand_sweeps(&parsed, &loader.repo)?;
@@ -314,6 +431,7 @@ fn run_jobs(
             overrides,
             RunMode::Multirun,
             num,
+            kind.load,
         )?);
     }
     let sweep_dir_text = prepared
@@ -324,10 +442,10 @@ fn run_jobs(
         .to_string();
     let sweep_dir =
         create_fresh_dir(Path::new(&sweep_dir_text)).map_err(io_err(Path::new(&sweep_dir_text)))?;
-    let _ = writeln!(out, "[train] sweep directory: {}", sweep_dir.display());
-    let _ = writeln!(out, "[train] Launching {} jobs locally", prepared.len());
+    let _ = writeln!(out, "[{cmd}] sweep directory: {}", sweep_dir.display());
+    let _ = writeln!(out, "[{cmd}] Launching {} jobs locally", prepared.len());
     for (num, job) in prepared.iter().enumerate() {
-        let _ = writeln!(out, "[train] \t#{num} : {}", job.overrides.join(" "));
+        let _ = writeln!(out, "[{cmd}] \t#{num} : {}", job.overrides.join(" "));
     }
     let composed = loader.compose_sweep(name, &parsed)?;
     let multirun_yaml = to_yaml(&composed.root);
@@ -336,20 +454,19 @@ fn run_jobs(
     for (num, job) in prepared.into_iter().enumerate() {
         let wanted = sweep_dir.join(&job.dir);
         let dir = create_run_dir(&wanted, &job.snapshot).map_err(io_err(&wanted))?;
-        let _ = writeln!(out, "[train] job #{num}: {}", dir.display());
+        let _ = writeln!(out, "[{cmd}] job #{num}: {}", dir.display());
         let _ = out.flush();
-        let resume_from = match &job.settings.ckpt_path {
-            Some(path) => Some(resolve_ckpt_path(path, None)?),
-            None => None,
-        };
-        train_job(&job, &dir, resume_from)?;
+        let resume_from = (kind.resume_swept)(&job)?;
+        (kind.exec)(&job, &dir, resume_from, out)?;
     }
     Ok(())
 }
 
 /// The run directory of a single run and the checkpoint it resumes from. `ckpt_path=last`
 /// continues the run in `hydra.run.dir` itself; any other checkpoint starts a fresh directory.
-fn open_run_dir(job: &PreparedJob) -> Result<(PathBuf, Option<PathBuf>), CommandError> {
+fn open_run_dir(
+    job: &PreparedJob<TrainSettings>,
+) -> Result<(PathBuf, Option<PathBuf>), CommandError> {
     let io_err = |path: &Path| {
         let path = path.display().to_string();
         move |source| CommandError::Io { path, source }
@@ -374,7 +491,7 @@ fn open_run_dir(job: &PreparedJob) -> Result<(PathBuf, Option<PathBuf>), Command
 
 /// Trains one prepared job in `dir`.
 fn train_job(
-    job: &PreparedJob,
+    job: &PreparedJob<TrainSettings>,
     dir: &Path,
     resume_from: Option<PathBuf>,
 ) -> Result<(), CommandError> {
@@ -428,10 +545,11 @@ fn run_command(
     let machine = MachineSettings::load()
         .map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
     let loader = ConfigLoader::new(repo, machine, job_name);
+    let command = Command::for_job(job_name);
     let name = args
         .config_name
         .clone()
-        .unwrap_or_else(|| DEFAULT_CONFIG_NAME.to_string());
+        .unwrap_or_else(|| command.default_config().to_string());
     if args.help {
         let _ = write!(out, "{}", info::help_text(&loader, job_name, &name));
         return Ok(());
@@ -446,10 +564,14 @@ fn run_command(
         let _ = write!(out, "{text}");
         return Ok(());
     }
-    run_jobs(&loader, &args, &name, out)
+    match command {
+        Command::Train => run_jobs(&loader, &args, &name, out, &TRAIN),
+        Command::Sample => run_jobs(&loader, &args, &name, out, &SAMPLE),
+        Command::Evaluate => run_jobs(&loader, &args, &name, out, &EVALUATE),
+    }
 }
 
-/// Runs a flowrun command (`train`, ...) on `argv` and returns the process exit code.
+/// Runs a flowrun command (`train`, `sample`, `evaluate`) on `argv` and returns the process exit code.
 pub fn main_for(job_name: &str, argv: Vec<OsString>) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -12,6 +12,7 @@
 mod access;
 mod check;
 pub mod checkpoint;
+pub mod commands;
 pub mod data;
 pub mod de;
 pub mod early_stopping;
@@ -27,6 +28,8 @@ pub mod trainer;
 mod tests;
 
 pub use checkpoint::{CheckpointSettings, MonitorMode};
+pub use commands::{load_evaluate_settings, load_sample_settings};
+pub use commands::{EvaluateSettings, SampleSettings, TrainedSource};
 pub use data::{DataSettings, DataSource, OnBadFile};
 pub use de::NodeDe;
 pub use early_stopping::EarlyStoppingSettings;
