@@ -3,10 +3,11 @@
 //! and mode coverage; writes `eval.csv` and `eval.png` (IoU against evaluations).
 
 use super::trained::{draw_samples, iou, load_trained, TrainedError};
-use crate::config::schema::sampler::{
-    DiffusionSamplerSettings, DiffusionSamplerType, OdeMethod, OdeSamplerSettings,
-};
-use crate::config::schema::{EvaluateSettings, SamplerSettings, TimestepSpacing, VarianceType};
+use crate::config::node::{Node, Value};
+use crate::config::repo::ConfigRepository;
+use crate::config::schema::sampler::SAMPLER_TARGETS;
+use crate::config::schema::target::decode_target;
+use crate::config::schema::{EvaluateSettings, NodeDe, SamplerSettings};
 use crate::data::synthetic::validity::ValidityCriteria;
 use crate::data::synthetic::{SceneLayout, Side};
 use crate::data::DataError;
@@ -38,39 +39,15 @@ pub struct EvalRow {
     pub mode_coverage: Option<f64>,
 }
 
-/// The settings of sampler `name` with `steps` steps, as the shipped `sampler/` group sets them.
+/// The settings of sampler `name` with `steps` steps, read from the shipped `sampler/` group
+/// (`None` when the group has no such option).
 pub fn sampler_settings(name: &str, steps: usize) -> Option<SamplerSettings> {
-    let ode = |method| {
-        SamplerSettings::Ode(OdeSamplerSettings {
-            method,
-            steps,
-            atol: 1e-5,
-            rtol: 1e-5,
-            max_steps: 10_000,
-        })
-    };
-    let diffusion = |sampler_type| {
-        SamplerSettings::Diffusion(DiffusionSamplerSettings {
-            sampler_type,
-            steps,
-            eta: 0.0,
-            timestep_spacing: TimestepSpacing::Leading,
-            steps_offset: 1,
-            set_alpha_to_one: false,
-            clip_sample: true,
-            clip_sample_range: 1.0,
-            variance_type: VarianceType::FixedSmall,
-        })
-    };
-    Some(match name {
-        "euler" => ode(OdeMethod::Euler),
-        "midpoint" => ode(OdeMethod::Midpoint),
-        "rk4" => ode(OdeMethod::Rk4),
-        "dopri5" => ode(OdeMethod::Dopri5),
-        "ddim" => diffusion(DiffusionSamplerType::Ddim),
-        "ddpm" => diffusion(DiffusionSamplerType::Ddpm),
-        _ => return None,
-    })
+    let loaded = ConfigRepository::shipped()
+        .load(&format!("sampler/{name}"))
+        .ok()??;
+    let mut node = loaded.content.clone();
+    *node.child_mut("steps")? = Node::builtin(Value::Int(i64::try_from(steps).ok()?));
+    decode_target(NodeDe::root(&node), SAMPLER_TARGETS).ok()
 }
 
 fn opt(v: Option<f64>) -> String {

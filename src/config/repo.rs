@@ -199,6 +199,14 @@ impl ConfigRepository {
         }
     }
 
+    /// The repository of the shipped `conf/` tree alone (compiled into the binary).
+    pub fn shipped() -> Self {
+        Self::new(vec![ConfigSource::Embedded {
+            name: "pkg://flowrun/conf".into(),
+            files: crate::config::SHIPPED_CONF,
+        }])
+    }
+
     /// The sources, in search order.
     pub fn sources(&self) -> &[ConfigSource] {
         &self.sources

@@ -8,8 +8,7 @@ use crate::cli::job_part;
 use crate::config::loader::{ConfigLoader, RunMode};
 use crate::config::machine::MachineSettings;
 use crate::config::node::Node;
-use crate::config::repo::{ConfigRepository, ConfigSource};
-use crate::config::SHIPPED_CONF;
+use crate::config::repo::ConfigRepository;
 use crate::telemetry::event_reader::ScalarPoint;
 use crate::train::checkpoint::{config_diff, ConfigChange, SaveReason, LAST_FILE};
 use std::path::PathBuf;
@@ -83,10 +82,7 @@ pub struct RunSummary {
 /// The shipped primary config `config_name` composed with no overrides and resolved, job part
 /// only; the error says why it cannot be composed.
 pub fn shipped_defaults(config_name: &str) -> Result<Node, String> {
-    let repo = ConfigRepository::new(vec![ConfigSource::Embedded {
-        name: "pkg://flowrun/conf".into(),
-        files: SHIPPED_CONF,
-    }]);
+    let repo = ConfigRepository::shipped();
     let machine = MachineSettings::load().unwrap_or_default();
     let loader = ConfigLoader::new(repo, machine, "train");
     let composed = loader
