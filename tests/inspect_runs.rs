@@ -2,6 +2,9 @@
 //! logged, the config diff names the overridden keys, two runs compare key by key, `--plot`
 //! writes a decodable PNG, and directories that are not runs get clear errors.
 
+#[allow(dead_code)]
+#[path = "support/tiny_run.rs"]
+mod support;
 use flowrun::inspect::plot::{colour, PANEL_HEIGHT, WIDTH};
 use flowrun::inspect::sparkline::fmt_value;
 use flowrun::inspect::Run;
@@ -38,37 +41,11 @@ fn runs() -> &'static Runs {
 
 /// Trains a tiny run (16x16 masks, a 1-block DiT, 2 epochs of 4 batches of 4) into `run_dir`.
 fn train(cwd: &Path, cache: &Path, run_dir: &Path, lr: &str) {
-    let mut args: Vec<String> = [
-        "trainer=cpu",
-        "model.net.hidden_size=32",
-        "model.net.depth=1",
-        "model.net.num_heads=2",
-        "model.net.patch_size=4",
-        "image_size=16",
-        "data.num_scenes=24",
-        "data.val_fraction=0.25",
-        "data.num_workers=1",
-        "batch_size=4",
-        "max_epochs=2",
-        "trainer.max_steps=null",
-        "trainer.log_every_n_steps=1",
-        "trainer.check_val_every_n_epoch=1",
-        "scheduler.warmup_steps=1",
-        "sampling_steps=2",
-        lr,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("data.cache_dir={}", cache.display()));
-    args.push(format!("hydra.run.dir={}", run_dir.display()));
-    let out = Command::new(env!("CARGO_BIN_EXE_train"))
-        .current_dir(cwd)
-        .args(&args)
-        .env_remove("TRAIN_INJECT_NAN_AT")
-        .stdin(Stdio::null())
-        .output()
-        .expect("train runs");
+    let out = support::run(
+        env!("CARGO_BIN_EXE_train"),
+        cwd,
+        &support::tiny(cache, run_dir, &[lr]),
+    );
     assert!(
         out.status.success(),
         "train failed: {}",

@@ -9,6 +9,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
+use support::tiny;
+
+#[allow(dead_code)]
+#[path = "support/tiny_run.rs"]
+mod support;
 use std::time::{Duration, Instant};
 
 /// One synthetic-scene cache shared by every test (generating scenes is the slow part).
@@ -25,36 +30,6 @@ fn scene_cache() -> &'static Path {
             dir
         })
         .path()
-}
-
-/// Overrides of a tiny run (16x16 masks, a 1-block DiT, 4 batches of 4 per epoch).
-fn tiny(cache: &Path, run_dir: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = [
-        "trainer=cpu",
-        "model.net.hidden_size=32",
-        "model.net.depth=1",
-        "model.net.num_heads=2",
-        "model.net.patch_size=4",
-        "image_size=16",
-        "data.num_scenes=24",
-        "data.val_fraction=0.25",
-        "data.num_workers=1",
-        "batch_size=4",
-        "max_epochs=2",
-        "trainer.max_steps=null",
-        "trainer.log_every_n_steps=1",
-        "trainer.check_val_every_n_epoch=1",
-        "trainer.progress_interval_s=0.5",
-        "scheduler.warmup_steps=1",
-        "sampling_steps=2",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.push(format!("data.cache_dir={}", cache.display()));
-    args.push(format!("hydra.run.dir={}", run_dir.display()));
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
 }
 
 fn command(cwd: &Path, args: &[String]) -> Command {

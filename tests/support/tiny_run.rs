@@ -1,4 +1,5 @@
-//! Trains tiny runs (16x16 masks, a 1-block DiT, 8 steps) for the `sample` and `evaluate` tests.
+//! Tiny runs (16x16 masks, a 1-block DiT, 2 epochs of 4 batches of 4, every step logged) for the
+//! tests that train before they check something.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -18,7 +19,9 @@ pub fn tiny(cache: &Path, run_dir: &Path, extra: &[&str]) -> Vec<String> {
         "batch_size=4",
         "max_epochs=2",
         "trainer.max_steps=null",
+        "trainer.log_every_n_steps=1",
         "trainer.check_val_every_n_epoch=1",
+        "trainer.progress_interval_s=0.5",
         "scheduler.warmup_steps=1",
         "sampling_steps=2",
     ]
