@@ -252,3 +252,36 @@ fn the_synthetic_source_generates_into_its_cache_and_opens_like_a_folder() {
         "the manifest is not reported"
     );
 }
+
+/// At 32 x 32 (the CPU default) a box is 3-5 pixels wide, and its pixel count changes with its
+/// sub-pixel offset; the area criterion counts the object at the placement, so every written
+/// target still passes.
+#[test]
+fn written_targets_pass_the_check_at_32_whatever_their_sub_pixel_offset() {
+    let p = SyntheticParams::default();
+    let dir = tempfile::tempdir().unwrap();
+    let size = 32;
+    let plane = size * size;
+    let mut area_differs = 0;
+    for index in 0..60 {
+        let path = dir.path().join(format!("s{index}.npz"));
+        std::fs::write(&path, scene_npz(&p, 8, index).unwrap()).unwrap();
+        let scene = read_scene(&path, size).unwrap();
+        let layout = generate_layout(&p, 8, index).unwrap();
+        let report = check(&layout, &scene.pixels[5 * plane..], size);
+        assert!(report.is_valid(), "scene {index}: {report:?}");
+        assert_eq!(report.matched, Some(layout.chosen));
+        let count = |r: Rect| {
+            rasterise(size, |q| r.contains(q))
+                .iter()
+                .filter(|&&m| m)
+                .count()
+        };
+        let placed = layout.placement(layout.chosen).unwrap();
+        area_differs += usize::from(count(placed) != count(layout.target));
+    }
+    assert!(
+        area_differs > 0,
+        "some placements cover a different pixel count than the unmoved object"
+    );
+}

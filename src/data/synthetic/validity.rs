@@ -2,7 +2,10 @@
 //!
 //! A mask (any square resolution; a pixel is "on" when its value is > 0, so both {0, 1} and
 //! [-1, 1] masks work) is valid when all four criteria hold:
-//! 1. **area**: its area is within `area_tolerance` (relative) of the target object's;
+//! 1. **area**: its area is within `area_tolerance` (relative) of the target object's, counted
+//!    in pixels at the placement it matches best (a box's pixel count depends on its sub-pixel
+//!    offset: a box 3.5 pixels wide covers 3 or 4 columns, so at 32 × 32 the unmoved object's
+//!    count can differ from a correct placement's by half);
 //! 2. **no overlap**: at most `overlap_tolerance × object area` pixels fall on walls or on the
 //!    other movable boxes;
 //! 3. **corridor clear**: at most that many pixels fall in the robot–goal corridor;
@@ -10,7 +13,7 @@
 //!
 //! The report says which criteria failed and which placement matched, for mode coverage.
 
-use super::geometry::{rasterise, Rect};
+use super::geometry::rasterise;
 use super::{SceneLayout, Side};
 use crate::data::error::DataError;
 
@@ -51,7 +54,8 @@ pub enum Criterion {
 /// The outcome of checking one mask.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Validity {
-    /// Mask area over the object's area.
+    /// Mask area over the object's area, both in pixels, the object's counted at the best
+    /// matching placement.
     pub area_ratio: f64,
     /// Pixels on walls or other boxes.
     pub overlap_pixels: usize,
@@ -103,7 +107,6 @@ impl SceneLayout {
         }
         let on: Vec<bool> = mask.iter().map(|&v| v > 0.0).collect();
         let object = count(&rasterise(size, |p| self.target.contains(p))).max(1);
-        let area_ratio = count(&on) as f64 / object as f64;
         let obstacles = rasterise(size, |p| {
             self.walls.iter().chain(&self.boxes).any(|r| r.contains(p))
         });
@@ -112,16 +115,22 @@ impl SceneLayout {
         let hits = |region: &[bool]| on.iter().zip(region).filter(|(m, r)| **m && **r).count();
         let overlap_pixels = hits(&obstacles);
         let corridor_pixels = hits(&lane);
-        let iou_with = |placement: Option<Rect>| {
-            placement.map_or(0.0, |r| iou(&on, &rasterise(size, |p| r.contains(p))))
-        };
-        let iou = [iou_with(self.placements[0]), iou_with(self.placements[1])];
+        let placed = self
+            .placements
+            .map(|r| r.map(|r| rasterise(size, |p| r.contains(p))));
+        let iou_with = |placed: &Option<Vec<bool>>| placed.as_ref().map_or(0.0, |r| iou(&on, r));
+        let iou = [iou_with(&placed[0]), iou_with(&placed[1])];
         let best = if iou[0] >= iou[1] {
             Side::Left
         } else {
             Side::Right
         };
         let matched = (iou[best as usize] >= criteria.min_iou).then_some(best);
+        let reference = placed[best as usize]
+            .as_ref()
+            .or(placed[self.chosen as usize].as_ref())
+            .map_or(object, |r| count(r).max(1));
+        let area_ratio = count(&on) as f64 / reference as f64;
         let allowed = criteria.overlap_tolerance * object as f64;
         let mut failed = Vec::new();
         if (area_ratio - 1.0).abs() > criteria.area_tolerance {
