@@ -36,7 +36,7 @@ bench-data:
 gen-data *ARGS:
     cargo run --release --bin gen-data -- {{ARGS}}
 
-# Summarise or compare trained runs, e.g. `just inspect outputs/a outputs/b --plot cmp.png`.
+# Summarise or compare trained runs, e.g. `just inspect 'runs=[outputs/a,outputs/b]' plot=true`.
 inspect *ARGS:
     cargo run --release --bin inspect -- {{ARGS}}
 

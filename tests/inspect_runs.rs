@@ -1,6 +1,7 @@
 //! `inspect` on runs trained by `train`: the summary and curves show the values that were
-//! logged, the config diff names the overridden keys, two runs compare key by key, `--plot`
-//! writes a decodable PNG, and directories that are not runs get clear errors.
+//! logged, the config diff names the overridden keys, two runs compare key by key, `plot=true`
+//! writes a decodable PNG, the command writes its own run directory (`.hydra/`, `summary.md`),
+//! and bad input (no runs, a path that is not a run, an unknown tag) gets a clear error.
 
 #[allow(dead_code)]
 #[path = "support/tiny_run.rs"]
@@ -53,12 +54,31 @@ fn train(cwd: &Path, cache: &Path, run_dir: &Path, lr: &str) {
     );
 }
 
-fn inspect(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_inspect"))
+/// Runs `inspect` with `args` and its run directory in a fresh temporary directory, which is
+/// returned with the output.
+fn inspect_in(args: &[&str]) -> (Output, tempfile::TempDir) {
+    let out_dir = tempfile::tempdir().expect("tempdir");
+    let output = Command::new(env!("CARGO_BIN_EXE_inspect"))
+        .current_dir(out_dir.path())
         .args(args)
+        .arg(format!(
+            "hydra.run.dir={}",
+            out_dir.path().join("out").display()
+        ))
         .stdin(Stdio::null())
         .output()
-        .expect("inspect runs")
+        .expect("inspect runs");
+    (output, out_dir)
+}
+
+fn inspect(args: &[&str]) -> Output {
+    inspect_in(args).0
+}
+
+/// `runs=[a,b,...]`, Hydra's list syntax.
+fn runs_arg(dirs: &[&Path]) -> String {
+    let items: Vec<&str> = dirs.iter().map(|d| s(d)).collect();
+    format!("runs=[{}]", items.join(","))
 }
 
 fn stdout(out: &Output) -> String {
@@ -68,6 +88,11 @@ fn stdout(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn stderr(out: &Output) -> String {
+    assert!(!out.status.success(), "inspect should fail");
+    String::from_utf8_lossy(&out.stderr).to_string()
 }
 
 fn s(p: &Path) -> &str {
@@ -98,7 +123,7 @@ fn line_of<'a>(text: &'a str, start: &str) -> &'a str {
 #[test]
 fn a_summary_shows_the_values_that_were_logged() {
     let run = &runs().slow;
-    let text = stdout(&inspect(&[s(run)]));
+    let text = stdout(&inspect(&[&runs_arg(&[run])]));
     let val = logged(run, "val_loss");
     let (last_step, last) = *val.last().expect("val_loss logged");
     let (best_step, best) = val
@@ -170,7 +195,7 @@ fn the_library_reads_the_same_scalars_as_the_event_reader() {
 #[test]
 fn the_config_diff_names_the_overridden_keys() {
     let run = &runs().fast;
-    let text = stdout(&inspect(&[s(run), "--tag", "val_loss"]));
+    let text = stdout(&inspect(&[&format!("runs={}", s(run)), "tags=[val_loss]"]));
     assert!(
         text.contains("config diff against the shipped train_fb_flow_matching"),
         "{text}"
@@ -193,25 +218,21 @@ fn the_config_diff_names_the_overridden_keys() {
     assert!(text.contains("  val_loss "), "{text}");
     assert!(
         !text.contains("  train_loss "),
-        "--tag limits the curves:\n{text}"
+        "tags limits the curves:\n{text}"
     );
 }
 
 #[test]
 fn two_runs_compare_key_by_key_and_overlay_in_one_png() {
     let r = runs();
-    let dir = tempfile::tempdir().unwrap();
-    let png = dir.path().join("cmp.png");
-    let text = stdout(&inspect(&[
-        s(&r.slow),
-        s(&r.fast),
-        "--tag",
-        "train_loss",
-        "--tag",
-        "val_loss",
-        "--plot",
-        s(&png),
-    ]));
+    let (out, dir) = inspect_in(&[
+        &runs_arg(&[&r.slow, &r.fast]),
+        "tags=[train_loss,val_loss]",
+        "plot=true",
+    ]);
+    let text = stdout(&out);
+    let run_dir = dir.path().join("out");
+    let png = run_dir.join("curves.png");
     let table = &text[text
         .find("config keys that differ:")
         .expect("a config table")..];
@@ -238,21 +259,115 @@ fn two_runs_compare_key_by_key_and_overlay_in_one_png() {
         let count = image.pixels().chunks(3).filter(|p| *p == rgb).count();
         assert!(count > 200, "run {run}'s curve is drawn ({count} pixels)");
     }
+    let summary = std::fs::read_to_string(run_dir.join("summary.md")).expect("summary.md");
+    let printed = text
+        .lines()
+        .filter(|l| !l.starts_with("[inspect]"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        summary.contains(&printed),
+        "summary.md holds what was printed:\n{summary}"
+    );
+    assert!(
+        summary.contains("![scalar curves](curves.png)"),
+        "{summary}"
+    );
+    let overrides =
+        std::fs::read_to_string(run_dir.join(".hydra/overrides.yaml")).expect("the snapshot");
+    assert!(overrides.contains("plot=true"), "{overrides}");
+    let config = std::fs::read_to_string(run_dir.join(".hydra/config.yaml")).unwrap();
+    assert!(config.contains(s(&r.fast)), "{config}");
 }
 
 #[test]
-fn a_directory_that_is_not_a_run_is_named_with_what_is_missing() {
+fn a_directory_that_is_not_a_run_is_named_with_what_is_missing_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
-    let out = inspect(&[s(dir.path())]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (out, cwd) = inspect_in(&[&runs_arg(&[dir.path()])]);
+    let err = stderr(&out);
     assert!(
         err.contains(&format!(
-            "{} is not a flowrun run directory: .hydra/config.yaml is missing",
+            "runs: {} is not a flowrun training run directory: .hydra/config.yaml is missing",
             dir.path().display()
         )),
         "{err}"
     );
+    assert!(
+        err.contains("hint: give a directory that `train` wrote"),
+        "{err}"
+    );
+    assert!(
+        !cwd.path().join("out").exists(),
+        "no run directory for a failed check"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_mistyped_run_directory_gets_a_did_you_mean() {
+    let run = &runs().slow;
+    let typo = run.with_file_name("lr_slwo");
+    let err = stderr(&inspect(&[&runs_arg(&[&typo])]));
+    assert!(
+        err.contains(&format!(
+            "{} is not a flowrun training run directory: no such directory",
+            typo.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("hint: did you mean {}?", run.display())),
+        "{err}"
+    );
+}
+
+#[test]
+fn no_runs_says_what_to_type() {
+    let err = stderr(&inspect(&[]));
+    assert!(
+        err.contains("runs: no run to inspect: runs is empty"),
+        "{err}"
+    );
+    assert!(
+        err.contains("hint: type: inspect runs=[outputs/<date>/<time>]"),
+        "{err}"
+    );
+    assert_eq!(
+        inspect(&[]).status.code(),
+        Some(1),
+        "a config error exits with 1"
+    );
+}
+
+#[test]
+fn the_run_directory_of_another_command_is_named_as_such() {
+    let r = runs();
+    let (out, dir) = inspect_in(&[&runs_arg(&[&r.slow])]);
+    stdout(&out);
+    let own = dir.path().join("out");
+    let err = stderr(&inspect(&[&runs_arg(&[&own])]));
+    assert!(
+        err.contains(
+            "tensorboard/ (the TensorBoard event directory) is missing (it is a run \
+                      directory of `inspect`, not of `train`)"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_hydra_flags_work_as_for_train() {
+    let run = &runs().slow;
+    let shown = stdout(&inspect(&["--cfg", "job", &runs_arg(&[run]), "plot=true"]));
+    assert!(shown.contains(&format!("- {}", s(run))), "{shown}");
+    assert!(shown.contains("plot: true"), "{shown}");
+    let help = stdout(&inspect(&["--help"]));
+    assert!(help.starts_with("inspect (flowrun"), "{help}");
+    assert!(help.contains("sparkline_width: 40"), "{help}");
+    let info = stdout(&inspect(&["--info", "searchpath"]));
+    assert!(info.contains("pkg://flowrun/conf"), "{info}");
+    let typo = stderr(&inspect(&[&runs_arg(&[run]), "plto=true"]));
+    assert!(typo.contains("plto"), "{typo}");
 }
 
 #[test]
@@ -267,16 +382,13 @@ fn a_run_without_event_files_and_an_unknown_tag_are_errors() {
         copy.join(".hydra/config.yaml"),
     )
     .unwrap();
-    let out = inspect(&[s(&copy)]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&inspect(&[&runs_arg(&[&copy])]));
     assert!(err.contains("no TensorBoard event files"), "{err}");
     assert!(err.contains(&copy.display().to_string()), "{err}");
-    let out = inspect(&[s(run), "--tag", "no_such_tag"]);
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr(&inspect(&[&runs_arg(&[run]), "tags=[val_los]"]));
     assert!(
-        err.contains("--tag no_such_tag: no run logged this scalar") && err.contains("val_loss"),
+        err.contains("tags: no run logged the scalar 'val_los'") && err.contains("train_loss"),
         "{err}"
     );
+    assert!(err.contains("hint: did you mean tags=[val_loss]?"), "{err}");
 }

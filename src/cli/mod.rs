@@ -7,6 +7,7 @@ pub mod args;
 pub mod evaluate;
 pub mod gen_data;
 pub mod info;
+pub mod inspect;
 pub mod sample;
 pub mod trained;
 
@@ -15,10 +16,13 @@ use crate::config::loader::{parse_overrides, ConfigLoader, RunMode};
 use crate::config::machine::MachineSettings;
 use crate::config::node::{Map, Node, Value};
 use crate::config::repo::{dir_source, ConfigRepository, ConfigSource};
-use crate::config::schema::{load_evaluate_settings, load_sample_settings, load_train_settings};
-use crate::config::schema::{EvaluateSettings, SampleSettings, SchemaError, TrainSettings};
+use crate::config::schema::{load_evaluate_settings, load_inspect_settings};
+use crate::config::schema::{load_sample_settings, load_train_settings};
+use crate::config::schema::{EvaluateSettings, InspectSettings, SampleSettings};
+use crate::config::schema::{SchemaError, TrainSettings};
 use crate::config::sweep::expand_sweeps;
 use crate::config::{emit::to_yaml, SHIPPED_CONF};
+use crate::inspect::InspectError;
 use crate::run::{create_fresh_dir, create_run_dir, write_snapshot, RunSnapshot};
 use crate::telemetry::{ConsoleSettings, DisplayMode};
 use crate::train::checkpoint::{resolve_ckpt_path, CheckpointError};
@@ -66,6 +70,9 @@ pub enum CommandError {
     /// `sample` or `evaluate` could not load, sample or report on a trained run.
     #[error(transparent)]
     Trained(Box<trained::TrainedError>),
+    /// `inspect` could not read a run or write its report.
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
     /// A file or directory could not be written.
     #[error("cannot write {path}: {source}")]
     Io {
@@ -96,6 +103,7 @@ impl CommandError {
             CommandError::Usage { hint, .. } => hint.clone(),
             CommandError::Train(e) => e.hint(),
             CommandError::Checkpoint(_) | CommandError::Trained(_) => None,
+            CommandError::Inspect(e) => e.hint(),
             CommandError::Interrupted { run_dir, .. } => Some(format!(
                 "resume with: train hydra.run.dir={} ckpt_path=last",
                 run_dir.display()
@@ -126,15 +134,18 @@ pub enum Command {
     Sample,
     /// `evaluate`: sweep samplers × steps on a trained run (primary config `evaluate`).
     Evaluate,
+    /// `inspect`: summarise or compare trained runs (primary config `inspect`).
+    Inspect,
 }
 
 impl Command {
-    /// The command a binary named `job_name` runs (`train` for any name but `sample` and
-    /// `evaluate`).
+    /// The command a binary named `job_name` runs (`train` for any name but `sample`,
+    /// `evaluate` and `inspect`).
     pub fn for_job(job_name: &str) -> Command {
         match job_name {
             "sample" => Command::Sample,
             "evaluate" => Command::Evaluate,
+            "inspect" => Command::Inspect,
             _ => Command::Train,
         }
     }
@@ -145,6 +156,7 @@ impl Command {
             Command::Train => DEFAULT_CONFIG_NAME,
             Command::Sample => "sample",
             Command::Evaluate => "evaluate",
+            Command::Inspect => "inspect",
         }
     }
 }
@@ -395,6 +407,23 @@ const EVALUATE: JobKind<EvaluateSettings> = JobKind {
     },
 };
 
+const INSPECT: JobKind<InspectSettings> = JobKind {
+    name: "inspect",
+    load: load_inspect_settings,
+    open_single: |job| {
+        inspect::check_runs(&job.settings)?;
+        fresh_dir(job)
+    },
+    resume_swept: |job| {
+        inspect::check_runs(&job.settings)?;
+        Ok(None)
+    },
+    exec: |job, dir, _, out| {
+        inspect::run_inspect(&job.settings, dir, out)?;
+        Ok(())
+    },
+};
+
 fn run_jobs<S>(
     loader: &ConfigLoader,
     args: &CommandArgs,
@@ -568,10 +597,11 @@ fn run_command(
         Command::Train => run_jobs(&loader, &args, &name, out, &TRAIN),
         Command::Sample => run_jobs(&loader, &args, &name, out, &SAMPLE),
         Command::Evaluate => run_jobs(&loader, &args, &name, out, &EVALUATE),
+        Command::Inspect => run_jobs(&loader, &args, &name, out, &INSPECT),
     }
 }
 
-/// Runs a flowrun command (`train`, `sample`, `evaluate`) on `argv` and returns the process exit code.
+/// Runs a flowrun command (`train`, `sample`, `evaluate`, `inspect`) on `argv` and returns the process exit code.
 pub fn main_for(job_name: &str, argv: Vec<OsString>) -> ExitCode {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -8,7 +8,7 @@
 //!   in the 5x7 pixel [`font`];
 //! - [`compare`] puts two or more runs side by side (config diff table, headline numbers).
 //!
-//! The library returns data and text; the `inspect` binary prints it.
+//! The library returns data and text; the `inspect` command (`crate::cli::inspect`) prints it.
 
 pub mod compare;
 mod error;

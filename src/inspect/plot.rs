@@ -85,14 +85,14 @@ pub struct Plot {
 }
 
 impl Plot {
-    /// Encodes the image as PNG and writes it to `path`.
+    /// Encodes the image as PNG and writes it to `path` atomically.
     pub fn write_png(&self, path: &Path) -> Result<(), InspectError> {
-        let fail = |detail: String| InspectError::WritePlot {
+        let fail = |detail: String| InspectError::Write {
             path: path.to_path_buf(),
             detail,
         };
         let bytes = self.image.encode_png().map_err(|e| fail(e.to_string()))?;
-        std::fs::write(path, bytes).map_err(|e| fail(e.to_string()))
+        crate::run::atomic_write(path, &bytes).map_err(|e| fail(e.to_string()))
     }
 }
 
@@ -106,11 +106,7 @@ pub fn curve_panels(runs: &[Run], tags: &[String]) -> Result<Vec<Panel>, Inspect
             if !logged.contains(tag) {
                 return Err(InspectError::UnknownTag {
                     tag: tag.clone(),
-                    available: logged
-                        .iter()
-                        .map(|t| t.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    available: logged.iter().map(|t| t.to_string()).collect(),
                 });
             }
         }

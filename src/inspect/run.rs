@@ -49,25 +49,47 @@ pub struct Run {
 }
 
 impl Run {
+    /// Checks that `dir` looks like a run directory written by `train` (it exists and holds
+    /// `.hydra/config.yaml` and `tensorboard/`), without reading it; fails naming what is
+    /// missing.
+    pub fn check_dir(dir: &Path) -> Result<(), InspectError> {
+        if !dir.is_dir() {
+            let what = if dir.exists() {
+                "it is a file, not a directory"
+            } else {
+                "no such directory"
+            };
+            return Err(InspectError::not_a_run(dir, what));
+        }
+        if !dir.join(CONFIG_FILE).is_file() {
+            return Err(InspectError::not_a_run(
+                dir,
+                format!("{CONFIG_FILE} is missing"),
+            ));
+        }
+        if !dir.join(EVENTS_DIR).is_dir() {
+            let job = read_yaml(&dir.join(HYDRA_FILE))
+                .ok()
+                .flatten()
+                .and_then(|h| h.select("hydra.job.name").cloned())
+                .and_then(|n| n.value.as_str().map(str::to_string))
+                .filter(|job| job != "train");
+            let written_by = job.map_or(String::new(), |job| {
+                format!(" (it is a run directory of `{job}`, not of `train`)")
+            });
+            return Err(InspectError::not_a_run(
+                dir,
+                format!("{EVENTS_DIR}/ (the TensorBoard event directory) is missing{written_by}"),
+            ));
+        }
+        Ok(())
+    }
+
     /// Reads the run directory `dir`; fails naming what is missing when it is not a run.
     pub fn load(dir: &Path) -> Result<Run, InspectError> {
-        let not_a_run = |missing: &str| InspectError::NotARun {
-            dir: dir.to_path_buf(),
-            missing: missing.to_string(),
-        };
-        if !dir.is_dir() {
-            return Err(not_a_run("the directory itself (no such directory)"));
-        }
+        Run::check_dir(dir)?;
         let config_path = dir.join(CONFIG_FILE);
-        if !config_path.is_file() {
-            return Err(not_a_run(CONFIG_FILE));
-        }
         let events_dir = dir.join(EVENTS_DIR);
-        if !events_dir.is_dir() {
-            return Err(not_a_run(&format!(
-                "{EVENTS_DIR}/ (the TensorBoard event directory)"
-            )));
-        }
         let config = read_yaml(&config_path)?.unwrap_or_else(empty_map);
         let config = job_part(&config);
         let hydra_path = dir.join(HYDRA_FILE);

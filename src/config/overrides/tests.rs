@@ -135,6 +135,35 @@ fn containers() {
     }
 }
 
+/// Run directories in lists (`inspect runs=[...]`): slashes, dashes, dots and dates stay one
+/// unquoted string each.
+#[test]
+fn path_like_strings_in_lists() {
+    use Element::List;
+    let cases = [
+        (
+            "runs=[outputs/2026-01-01/12-00-00,outputs/b]",
+            List(vec![s("outputs/2026-01-01/12-00-00"), s("outputs/b")]),
+        ),
+        (
+            "runs=[/tmp/x-y/.tmpA1b2/run_1, ./rel-dir/a.b, ../up]",
+            List(vec![
+                s("/tmp/x-y/.tmpA1b2/run_1"),
+                s("./rel-dir/a.b"),
+                s("../up"),
+            ]),
+        ),
+        ("runs=[12-00-00]", List(vec![s("12-00-00")])),
+        (
+            "run=outputs/2026-01-01/12-00-00",
+            s("outputs/2026-01-01/12-00-00"),
+        ),
+    ];
+    for (input, want) in cases {
+        assert_eq!(value(input), want, "{input}");
+    }
+}
+
 #[test]
 fn keys_and_kinds() {
     let cases = [

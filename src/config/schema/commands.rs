@@ -1,12 +1,13 @@
-//! The job configs of `sample` and `evaluate` (primary configs `conf/sample.yaml` and
-//! `conf/evaluate.yaml`): which trained run to load, the scenes, seeds and samplers.
+//! The job configs of `sample`, `evaluate` and `inspect` (primary configs `conf/sample.yaml`,
+//! `conf/evaluate.yaml` and `conf/inspect.yaml`): which trained runs to read, the scenes, seeds
+//! and samplers, the curves to show.
 
 use super::check::{at_least_one, ensure};
 use super::de::NodeDe;
 use super::sampler::SAMPLER_TARGETS;
 use super::target::{decode_target, Section};
 use super::{SamplerSettings, SchemaError};
-use crate::config::node::Node;
+use crate::config::node::{Node, Value};
 
 /// The sampler names `evaluate` sweeps over (the options of the `sampler/` group).
 pub const SAMPLER_NAMES: &[&str] = &["euler", "midpoint", "rk4", "dopri5", "ddim", "ddpm"];
@@ -156,6 +157,67 @@ pub fn load_evaluate_settings(job: &Node) -> Result<EvaluateSettings, SchemaErro
     })
 }
 
+/// Everything `inspect` reads from its config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InspectSettings {
+    /// The run directories written by `train`: one is summarised, two or more also compared.
+    pub runs: Vec<String>,
+    /// The scalar tags shown and plotted; empty: every logged tag.
+    pub tags: Vec<String>,
+    /// Also draw the curves into `curves.png` in the run directory of `inspect`.
+    pub plot: bool,
+    /// Width of the terminal sparklines, in characters.
+    pub sparkline_width: usize,
+}
+
+/// What to type when `runs` is empty.
+const RUNS_HINT: &str = "type: inspect runs=[outputs/<date>/<time>] to summarise one run, or \
+                         inspect runs=[outputs/<date>/<time>,outputs/<date>/<time>] to compare";
+
+/// Decodes and checks the resolved job config of `inspect`.
+pub fn load_inspect_settings(job: &Node) -> Result<InspectSettings, SchemaError> {
+    let s = Section::open(
+        NodeDe::root(job),
+        &["runs", "tags", "plot", "sparkline_width"],
+    )?;
+    let runs_node = s.child("runs")?;
+    let runs: Vec<String> = match &runs_node.node().value {
+        Value::Null => Vec::new(),
+        Value::Str(_) => vec![s.field("runs")?],
+        _ => s.field("runs")?,
+    };
+    ensure(
+        !runs.is_empty(),
+        s.de(),
+        "runs",
+        || "no run to inspect: runs is empty".to_string(),
+        || RUNS_HINT.to_string(),
+    )?;
+    for (i, run) in runs.iter().enumerate() {
+        ensure(
+            !run.trim().is_empty(),
+            s.de(),
+            "runs",
+            || format!("runs[{i}] is an empty path"),
+            || RUNS_HINT.to_string(),
+        )?;
+    }
+    let tags: Vec<String> = match &s.child("tags")?.node().value {
+        Value::Null => Vec::new(),
+        Value::Str(_) => vec![s.field("tags")?],
+        _ => s.field("tags")?,
+    };
+    let plot: bool = s.field("plot")?;
+    let sparkline_width: usize = s.field("sparkline_width")?;
+    at_least_one(s.de(), "sparkline_width", sparkline_width as u64)?;
+    Ok(InspectSettings {
+        runs,
+        tags,
+        plot,
+        sparkline_width,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,5 +265,40 @@ mod tests {
         assert_eq!((s.sampler.name(), s.sampler.steps()), ("euler", 4));
         let zero = with_run.replace("steps: 4", "steps: 0");
         assert!(load_sample_settings(&node(&zero)).is_err());
+    }
+
+    #[test]
+    fn inspect_takes_a_list_or_one_path_and_says_what_to_type_without_one() {
+        let s = load_inspect_settings(&node(
+            "runs: [outputs/a, outputs/b]\ntags: []\nplot: true\nsparkline_width: 40\n",
+        ))
+        .unwrap();
+        assert_eq!(s.runs, ["outputs/a", "outputs/b"]);
+        assert!(s.tags.is_empty() && s.plot);
+        let one = load_inspect_settings(&node(
+            "runs: outputs/a\ntags: val_loss\nplot: false\nsparkline_width: 8\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            (one.runs, one.tags),
+            (vec!["outputs/a".to_string()], vec!["val_loss".to_string()])
+        );
+        for empty in ["runs: []", "runs: null"] {
+            let text = format!("{empty}\ntags: []\nplot: false\nsparkline_width: 40\n");
+            let e = load_inspect_settings(&node(&text)).unwrap_err();
+            assert_eq!(e.key, "runs");
+            assert!(e.to_string().contains("no run to inspect"), "{e}");
+            assert!(e
+                .hint()
+                .unwrap()
+                .contains("inspect runs=[outputs/<date>/<time>]"));
+        }
+        let narrow = "runs: [a]\ntags: []\nplot: false\nsparkline_width: 0\n";
+        assert_eq!(
+            load_inspect_settings(&node(narrow)).unwrap_err().key,
+            "sparkline_width"
+        );
+        let typo = "runs: [a]\ntag: []\nplot: false\nsparkline_width: 4\n";
+        assert!(load_inspect_settings(&node(typo)).is_err());
     }
 }

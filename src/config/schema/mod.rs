@@ -28,8 +28,8 @@ pub mod trainer;
 mod tests;
 
 pub use checkpoint::{CheckpointSettings, MonitorMode};
-pub use commands::{load_evaluate_settings, load_sample_settings};
-pub use commands::{EvaluateSettings, SampleSettings, TrainedSource};
+pub use commands::{load_evaluate_settings, load_inspect_settings, load_sample_settings};
+pub use commands::{EvaluateSettings, InspectSettings, SampleSettings, TrainedSource};
 pub use data::{DataSettings, DataSource, OnBadFile};
 pub use de::NodeDe;
 pub use early_stopping::EarlyStoppingSettings;
