@@ -1,10 +1,11 @@
 //! The building blocks of the DiT: embeddings, attention, MLP, the adaLN-Zero block and the
 //! final layer, each a small `new(.., vb)` + `forward` pair named like the PyTorch modules.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::{DitConfig, FREQUENCY_EMBEDDING_SIZE, LN_EPS};
+use crate::model::kernels;
 
 /// The fixed 2-D sin-cos position table `(1, grid*grid, embed_dim)` of DiT/MAE (computed in f64).
 pub fn pos_embed_2d(
@@ -96,20 +97,6 @@ pub(super) fn linear_zero(
     linear(in_dim, out_dim, Init::Const(0.0), Init::Const(0.0), vb)
 }
 
-/// LayerNorm over the last dim without affine parameters (differentiable composition).
-pub(super) fn layer_norm(x: &Tensor) -> candle_core::Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    xc.broadcast_div(&(var + LN_EPS)?.sqrt()?)
-}
-
-/// `x * (1 + scale) + shift` with `(B, D)` modulation broadcast over tokens.
-pub(super) fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_mul(&(scale.unsqueeze(1)? + 1.0)?)?
-        .broadcast_add(&shift.unsqueeze(1)?)
-}
-
 /// Conv2d with kernel = stride = patch, computed as patch flattening plus a matmul.
 #[derive(Debug, Clone)]
 pub(super) struct PatchEmbed {
@@ -180,8 +167,6 @@ pub(super) struct Attention {
     qkv: Linear,
     proj: Linear,
     num_heads: usize,
-    head_dim: usize,
-    scale: f64,
 }
 
 impl Attention {
@@ -191,24 +176,11 @@ impl Attention {
             qkv: linear_xavier(d, 3 * d, vb.pp("qkv"))?,
             proj: linear_xavier(d, d, vb.pp("proj"))?,
             num_heads: cfg.num_heads,
-            head_dim: cfg.head_dim(),
-            scale: (cfg.head_dim() as f64).powf(-0.5),
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, n, c) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, n, 3, self.num_heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = q.matmul(&k.t()?.contiguous()?)?;
-        let attn = candle_nn::ops::softmax(&attn, D::Minus1)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
+        let out = kernels::attention(&self.qkv.forward(x)?, self.num_heads)?;
         self.proj.forward(&out)
     }
 }
@@ -230,7 +202,7 @@ impl Mlp {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+        self.fc2.forward(&kernels::gelu(&self.fc1.forward(x)?)?)
     }
 }
 
@@ -254,10 +226,10 @@ impl DitBlock {
 
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
         let m = self.ada_ln.forward(&c.silu()?)?.chunk(6, 1)?;
-        let h = modulate(&layer_norm(x)?, &m[0], &m[1])?;
-        let x = (x + self.attn.forward(&h)?.broadcast_mul(&m[2].unsqueeze(1)?)?)?;
-        let h = modulate(&layer_norm(&x)?, &m[3], &m[4])?;
-        &x + self.mlp.forward(&h)?.broadcast_mul(&m[5].unsqueeze(1)?)?
+        let h = kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?;
+        let x = kernels::gated_add(x, &self.attn.forward(&h)?, &m[2])?;
+        let h = kernels::ln_modulate(&x, &m[3], &m[4], LN_EPS)?;
+        kernels::gated_add(&x, &self.mlp.forward(&h)?, &m[5])
     }
 }
 
@@ -281,6 +253,6 @@ impl FinalLayer {
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
         let m = self.ada_ln.forward(&c.silu()?)?.chunk(2, 1)?;
         self.linear
-            .forward(&modulate(&layer_norm(x)?, &m[0], &m[1])?)
+            .forward(&kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?)
     }
 }
