@@ -168,6 +168,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 fn main() -> Res<()> {
+    kernels::tune_allocator();
     let dev = Device::Cpu;
     let threads = candle_core::utils::get_num_threads();
     let cases = [

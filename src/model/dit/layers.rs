@@ -1,7 +1,7 @@
 //! The building blocks of the DiT: embeddings, attention, MLP, the adaLN-Zero block and the
 //! final layer, each a small `new(.., vb)` + `forward` pair named like the PyTorch modules.
 
-use candle_core::{DType, Device, Module, Tensor};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::{DitConfig, FREQUENCY_EMBEDDING_SIZE, LN_EPS};
@@ -73,6 +73,11 @@ pub(super) fn linear(
     Ok(Linear::new(w, Some(b)))
 }
 
+/// A Linear layer applied through [`kernels::linear`] (one 2-D matmul plus a fused bias add).
+fn lin(l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    kernels::linear(x, l.weight(), l.bias())
+}
+
 /// A Linear layer with DiT's `_basic_init`: xavier-uniform weight, zero bias.
 pub(super) fn linear_xavier(
     in_dim: usize,
@@ -126,9 +131,7 @@ impl PatchEmbed {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b, gh * gw, c * p * p))?;
-        patches
-            .broadcast_matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)
+        kernels::linear(&patches, &self.weight, Some(&self.bias))
     }
 }
 
@@ -156,7 +159,7 @@ impl TimestepEmbedder {
     pub(super) fn forward(&self, t: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let freq = timestep_embedding(t, FREQUENCY_EMBEDDING_SIZE)?;
         let h = freq.to_dtype(self.fc0.weight().dtype())?;
-        let c = self.fc2.forward(&self.fc0.forward(&h)?.silu()?)?;
+        let c = lin(&self.fc2, &lin(&self.fc0, &h)?.silu()?)?;
         Ok((freq, c))
     }
 }
@@ -180,8 +183,8 @@ impl Attention {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let out = kernels::attention(&self.qkv.forward(x)?, self.num_heads)?;
-        self.proj.forward(&out)
+        let out = kernels::attention(&lin(&self.qkv, x)?, self.num_heads)?;
+        lin(&self.proj, &out)
     }
 }
 
@@ -202,7 +205,7 @@ impl Mlp {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2.forward(&kernels::gelu(&self.fc1.forward(x)?)?)
+        lin(&self.fc2, &kernels::gelu(&lin(&self.fc1, x)?)?)
     }
 }
 
@@ -225,7 +228,7 @@ impl DitBlock {
     }
 
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        let m = self.ada_ln.forward(&c.silu()?)?.chunk(6, 1)?;
+        let m = lin(&self.ada_ln, &c.silu()?)?.chunk(6, 1)?;
         let h = kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?;
         let x = kernels::gated_add(x, &self.attn.forward(&h)?, &m[2])?;
         let h = kernels::ln_modulate(&x, &m[3], &m[4], LN_EPS)?;
@@ -251,8 +254,10 @@ impl FinalLayer {
     }
 
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        let m = self.ada_ln.forward(&c.silu()?)?.chunk(2, 1)?;
-        self.linear
-            .forward(&kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?)
+        let m = lin(&self.ada_ln, &c.silu()?)?.chunk(2, 1)?;
+        lin(
+            &self.linear,
+            &kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?,
+        )
     }
 }

@@ -1,5 +1,9 @@
 //! Fused CPU kernels for the DiT, as candle custom ops with their backward passes.
 //!
+//! Modules by concept: [`gelu`](gelu()), LayerNorm with adaLN modulation and the gated residual
+//! ([`ln_modulate`], [`gated_add`]), [`attention`](attention()), [`linear`](linear()) with a fused
+//! bias; `simd` holds the vectorisable math they share.
+//!
 //! candle evaluates a composed op (LayerNorm, modulation, tanh-GELU, softmax attention) one
 //! elementwise pass at a time, with a fresh tensor per pass, and differentiates it the same way.
 //! Each kernel here does one such composition in one or two passes over the data, forward and
@@ -10,18 +14,22 @@
 //! The fused path is on by default; `FLOWRUN_FUSED=0` (or `fused = false` in the machine
 //! settings file) selects the plain composition.
 
+mod alloc;
 mod attention;
 mod gelu;
 mod layer_norm;
+mod linear;
 pub(crate) mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
+pub use alloc::tune_allocator;
 pub use attention::{attention, attention_plain};
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
+pub use linear::{linear, linear_plain};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
 pub const FUSED_ENV: &str = "FLOWRUN_FUSED";
