@@ -14,6 +14,7 @@
 //! The fused path is on by default; `FLOWRUN_FUSED=0` (or `fused = false` in the machine
 //! settings file) selects the plain composition.
 
+mod adamw;
 mod alloc;
 mod attention;
 mod gelu;
@@ -25,6 +26,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use candle_core::{CpuStorage, DType, Layout, Tensor};
 
+pub use adamw::{adamw_step, AdamWCoefficients};
 pub use alloc::tune_allocator;
 pub use attention::{attention, attention_plain};
 pub use gelu::{gelu, gelu_plain};
