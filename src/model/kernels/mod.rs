@@ -17,6 +17,7 @@
 mod adamw;
 mod alloc;
 mod attention;
+mod ema;
 mod gelu;
 mod layer_norm;
 mod linear;
@@ -29,6 +30,7 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 pub use adamw::{adamw_step, AdamWCoefficients};
 pub use alloc::tune_allocator;
 pub use attention::{attention, attention_plain};
+pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
 pub use linear::{linear, linear_plain};
