@@ -13,8 +13,14 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
-# All benchmarks.
-bench: bench-config bench-solvers bench-train bench-data
+# The performance harness (issue 9): `train --cfg job`, sgemm, training and sampling throughput of
+# CPU_SMALL and NAMO64 with the fused kernels on and off, GFLOP/s, peak RSS; writes
+# target/bench/perf.json. `FLOWRUN_FUSED=0` switches the fused kernels off in every binary.
+bench:
+    cargo bench --bench perf
+
+# The other benchmarks.
+bench-all: bench bench-config bench-solvers bench-data
 
 # Wall time of `train --cfg job` on the shipped tree, against Hydra's 567 ms.
 bench-config:
@@ -23,10 +29,6 @@ bench-config:
 # Sampler arithmetic per step on a (64,1,64,64) state, the network excluded.
 bench-solvers:
     cargo bench --bench solver_step
-
-# Training samples/s and sampling evaluations/s of CPU_SMALL and NAMO64, against PyTorch.
-bench-train:
-    cargo bench --bench train_step
 
 # Loader throughput, 224×224 .npz scenes to 64×64 batches, against the trainer's consumption.
 bench-data:

@@ -215,3 +215,32 @@ fn bad_flags_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
+
+#[test]
+fn the_fused_kernel_switch_is_a_machine_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_train"))
+            .current_dir(dir.path())
+            .args(["--cfg", "job"])
+            .env_remove("FLOWRUN_SETTINGS")
+            .env("FLOWRUN_FUSED", value)
+            .output()
+            .unwrap()
+    };
+    for ok in ["0", "1", "false", "on"] {
+        let out = run(ok);
+        assert!(
+            out.status.success(),
+            "FLOWRUN_FUSED={ok}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run("maybe");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'fused'") && stderr.contains("maybe"),
+        "{stderr}"
+    );
+}

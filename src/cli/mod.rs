@@ -573,6 +573,8 @@ fn run_command(
     let repo = build_repository(&args)?;
     let machine = MachineSettings::load()
         .map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
+    crate::model::kernels::set_fused(machine.fused);
+    crate::model::kernels::tune_allocator();
     let loader = ConfigLoader::new(repo, machine, job_name);
     let command = Command::for_job(job_name);
     let name = args

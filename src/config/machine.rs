@@ -21,6 +21,8 @@ pub struct MachineSettings {
     pub data_root: String,
     /// Cache for generated data, served as `${flowrun:cache_dir}`. Env: `FLOWRUN_CACHE_DIR`.
     pub cache_dir: String,
+    /// Whether the DiT uses the fused CPU kernels (`crate::model::kernels`). Env: `FLOWRUN_FUSED`.
+    pub fused: bool,
 }
 
 impl Default for MachineSettings {
@@ -30,6 +32,7 @@ impl Default for MachineSettings {
             multirun_root: "multirun".into(),
             data_root: "data".into(),
             cache_dir: ".cache/flowrun".into(),
+            fused: true,
         }
     }
 }
@@ -76,15 +79,22 @@ impl MachineSettings {
                 None => Ok(default),
             }
         };
+        let fused = get("fused", defaults.fused.to_string())?;
+        let fused = crate::model::kernels::parse_switch(&fused).ok_or_else(|| {
+            format!(
+                "flowrun setting 'fused': '{fused}' is not a switch (use 0/1, true/false, on/off)"
+            )
+        })?;
         let settings = MachineSettings {
             outputs_root: get("outputs_root", defaults.outputs_root)?,
             multirun_root: get("multirun_root", defaults.multirun_root)?,
             data_root: get("data_root", defaults.data_root)?,
             cache_dir: get("cache_dir", defaults.cache_dir)?,
+            fused,
         };
         if let Some(unknown) = table.keys().next() {
             return Err(format!(
-                "unknown flowrun setting '{unknown}' (from FLOWRUN_{} or the settings file); valid settings: outputs_root, multirun_root, data_root, cache_dir",
+                "unknown flowrun setting '{unknown}' (from FLOWRUN_{} or the settings file); valid settings: outputs_root, multirun_root, data_root, cache_dir, fused",
                 unknown.to_uppercase()
             ));
         }

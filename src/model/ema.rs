@@ -12,6 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::generative::{GenerativeError, GenerativeModule};
+use super::kernels::ema_step;
 
 /// Key prefix of the shadow weights in [`Ema::state_tensors`].
 pub const EMA_PREFIX: &str = "ema.";
@@ -43,6 +44,12 @@ pub enum EmaError {
     /// A tensor operation failed.
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+}
+
+/// `s - (s - p) (1 - d)` op by op (the fused `ema_step` computes the same bits in one pass).
+fn ema_step_ops(shadow: &Tensor, p: &Tensor, d: f64) -> candle_core::Result<Tensor> {
+    let step = (shadow - p)?.affine(1.0 - d, 0.0)?;
+    shadow - step
 }
 
 /// The moving average of a set of named parameters.
@@ -106,8 +113,10 @@ impl Ema {
                 .as_tensor()
                 .detach()
                 .to_dtype(DType::F32)?;
-            let step = (&*shadow - &p)?.affine(1.0 - d, 0.0)?;
-            *shadow = (&*shadow - step)?;
+            *shadow = match ema_step(shadow, &p, d)? {
+                Some(updated) => updated,
+                None => ema_step_ops(shadow, &p, d)?,
+            };
         }
         self.num_updates += 1;
         Ok(d)
@@ -271,6 +280,24 @@ mod tests {
         assert!(err.contains("ema.extra") || err.contains("extra"), "{err}");
         assert!(err.contains("w: shape [3], expected [2]"), "{err}");
         assert!(Ema::new(&params, 1.5, true).is_err());
+        Ok(())
+    }
+    #[test]
+    fn fused_step_is_bitwise_the_op_by_op_step() -> candle_core::Result<()> {
+        let s = Tensor::randn(0f32, 1.0, (5, 333), &Device::Cpu)?;
+        let p = Tensor::randn(0f32, 1.0, (5, 333), &Device::Cpu)?;
+        for d in [0.1, 0.9999, 1.0] {
+            let fused = ema_step(&s, &p, d)?.expect("f32 CPU tensors take the fused path");
+            let ops = ema_step_ops(&s, &p, d)?;
+            let (a, b) = (
+                fused.flatten_all()?.to_vec1::<f32>()?,
+                ops.flatten_all()?.to_vec1::<f32>()?,
+            );
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "decay {d}"
+            );
+        }
         Ok(())
     }
 }

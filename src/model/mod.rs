@@ -3,6 +3,7 @@
 pub mod dit;
 pub mod ema;
 pub mod generative;
+pub mod kernels;
 pub mod precision;
 pub mod weights;
 

@@ -19,6 +19,8 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Tensor, Var};
 
+use crate::model::kernels::{adamw_step, AdamWCoefficients};
+
 /// Key of the number of `step` calls in [`AdamW::state_tensors`].
 pub const STEP_KEY: &str = "optimizer.step";
 /// Key prefix of the first moments in [`AdamW::state_tensors`].
@@ -398,6 +400,28 @@ fn read_step(t: &Tensor) -> Result<u64, String> {
 
 /// One AdamW update of a single parameter in float32, in `_single_tensor_adamw`'s op order.
 /// Returns the new parameter (float32), exp_avg and exp_avg_sq.
+/// The f32 scalars of step `step` (1-based), rounded from f64 as PyTorch rounds them.
+fn coefficients(cfg: &AdamWConfig, step: u64) -> AdamWCoefficients {
+    let k = step as f64;
+    let w = 1.0 - cfg.beta1;
+    AdamWCoefficients {
+        decay: (1.0 - cfg.lr * cfg.weight_decay) as f32,
+        lerp: if w.abs() < 0.5 {
+            w as f32
+        } else {
+            (1.0 - w) as f32
+        },
+        lerp_from_grad: w.abs() >= 0.5,
+        beta2: cfg.beta2 as f32,
+        one_minus_beta2: (1.0 - cfg.beta2) as f32,
+        bias_correction2_sqrt: (1.0 - cfg.beta2.powf(k)).sqrt() as f32,
+        eps: cfg.eps as f32,
+        neg_step_size: (-(cfg.lr / (1.0 - cfg.beta1.powf(k)))) as f32,
+    }
+}
+
+/// One AdamW step of one parameter: the fused one-pass kernel on f32 CPU tensors (unless
+/// `FLOWRUN_FUSED=0`), else PyTorch's op sequence; both round identically.
 fn adamw_update(
     cfg: &AdamWConfig,
     step: u64,
@@ -407,6 +431,27 @@ fn adamw_update(
 ) -> Result<(Tensor, Tensor, Tensor), OptimError> {
     let p = param.to_dtype(DType::F32)?;
     let g = grad.to_dtype(DType::F32)?.to_device(param.device())?;
+    let fused = adamw_step(
+        &p,
+        &g,
+        &st.exp_avg,
+        &st.exp_avg_sq,
+        &coefficients(cfg, step),
+    )?;
+    match fused {
+        Some(updated) => Ok(updated),
+        None => adamw_update_ops(cfg, step, p, g, st),
+    }
+}
+
+/// PyTorch's `_single_tensor_adamw` op by op on f32 `p` and `g`.
+fn adamw_update_ops(
+    cfg: &AdamWConfig,
+    step: u64,
+    p: Tensor,
+    g: Tensor,
+    st: &ParamState,
+) -> Result<(Tensor, Tensor, Tensor), OptimError> {
     // Python scalars are computed in double and rounded to float32 by the kernels.
     let f = |x: f64| x as f32 as f64;
     // p.mul_(1 - lr * wd)
@@ -533,5 +578,36 @@ mod tests {
         let pb = b.params()[0].1.as_tensor().to_vec1::<f32>().unwrap();
         assert_eq!(pa, pb);
         assert_ne!(pa, vec![1.0, -2.0, 3.0]);
+    }
+    #[test]
+    fn fused_update_is_bitwise_the_op_by_op_update() -> Result<(), OptimError> {
+        let dev = Device::Cpu;
+        let shape = (3, 37, 129);
+        let p = Tensor::randn(0f32, 1.0, shape, &dev)?;
+        let g = Tensor::randn(0f32, 1e-2, shape, &dev)?;
+        let st = ParamState {
+            step: 6,
+            exp_avg: Tensor::randn(0f32, 1e-3, shape, &dev)?,
+            exp_avg_sq: Tensor::randn(0f32, 1e-5, shape, &dev)?.abs()?,
+        };
+        for beta1 in [0.9, 0.3] {
+            let cfg = AdamWConfig {
+                lr: 3e-4,
+                beta1,
+                ..AdamWConfig::default()
+            };
+            let fused = adamw_step(&p, &g, &st.exp_avg, &st.exp_avg_sq, &coefficients(&cfg, 7))?
+                .expect("f32 CPU tensors take the fused path");
+            let ops = adamw_update_ops(&cfg, 7, p.clone(), g.clone(), &st)?;
+            for (a, b) in [(&fused.0, &ops.0), (&fused.1, &ops.1), (&fused.2, &ops.2)] {
+                let (a, b) = (
+                    a.flatten_all()?.to_vec1::<f32>()?,
+                    b.flatten_all()?.to_vec1::<f32>()?,
+                );
+                let same = a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits());
+                assert!(same, "beta1 {beta1}: fused and op-by-op updates differ");
+            }
+        }
+        Ok(())
     }
 }

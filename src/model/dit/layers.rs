@@ -1,10 +1,11 @@
 //! The building blocks of the DiT: embeddings, attention, MLP, the adaLN-Zero block and the
 //! final layer, each a small `new(.., vb)` + `forward` pair named like the PyTorch modules.
 
-use candle_core::{DType, Device, Module, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 
 use super::{DitConfig, FREQUENCY_EMBEDDING_SIZE, LN_EPS};
+use crate::model::kernels;
 
 /// The fixed 2-D sin-cos position table `(1, grid*grid, embed_dim)` of DiT/MAE (computed in f64).
 pub fn pos_embed_2d(
@@ -72,6 +73,11 @@ pub(super) fn linear(
     Ok(Linear::new(w, Some(b)))
 }
 
+/// A Linear layer applied through [`kernels::linear`] (one 2-D matmul plus a fused bias add).
+fn lin(l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
+    kernels::linear(x, l.weight(), l.bias())
+}
+
 /// A Linear layer with DiT's `_basic_init`: xavier-uniform weight, zero bias.
 pub(super) fn linear_xavier(
     in_dim: usize,
@@ -94,20 +100,6 @@ pub(super) fn linear_zero(
     vb: VarBuilder,
 ) -> candle_core::Result<Linear> {
     linear(in_dim, out_dim, Init::Const(0.0), Init::Const(0.0), vb)
-}
-
-/// LayerNorm over the last dim without affine parameters (differentiable composition).
-pub(super) fn layer_norm(x: &Tensor) -> candle_core::Result<Tensor> {
-    let mean = x.mean_keepdim(D::Minus1)?;
-    let xc = x.broadcast_sub(&mean)?;
-    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-    xc.broadcast_div(&(var + LN_EPS)?.sqrt()?)
-}
-
-/// `x * (1 + scale) + shift` with `(B, D)` modulation broadcast over tokens.
-pub(super) fn modulate(x: &Tensor, shift: &Tensor, scale: &Tensor) -> candle_core::Result<Tensor> {
-    x.broadcast_mul(&(scale.unsqueeze(1)? + 1.0)?)?
-        .broadcast_add(&shift.unsqueeze(1)?)
 }
 
 /// Conv2d with kernel = stride = patch, computed as patch flattening plus a matmul.
@@ -139,9 +131,7 @@ impl PatchEmbed {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b, gh * gw, c * p * p))?;
-        patches
-            .broadcast_matmul(&self.weight.t()?)?
-            .broadcast_add(&self.bias)
+        kernels::linear(&patches, &self.weight, Some(&self.bias))
     }
 }
 
@@ -169,7 +159,7 @@ impl TimestepEmbedder {
     pub(super) fn forward(&self, t: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
         let freq = timestep_embedding(t, FREQUENCY_EMBEDDING_SIZE)?;
         let h = freq.to_dtype(self.fc0.weight().dtype())?;
-        let c = self.fc2.forward(&self.fc0.forward(&h)?.silu()?)?;
+        let c = lin(&self.fc2, &lin(&self.fc0, &h)?.silu()?)?;
         Ok((freq, c))
     }
 }
@@ -180,8 +170,6 @@ pub(super) struct Attention {
     qkv: Linear,
     proj: Linear,
     num_heads: usize,
-    head_dim: usize,
-    scale: f64,
 }
 
 impl Attention {
@@ -191,25 +179,12 @@ impl Attention {
             qkv: linear_xavier(d, 3 * d, vb.pp("qkv"))?,
             proj: linear_xavier(d, d, vb.pp("proj"))?,
             num_heads: cfg.num_heads,
-            head_dim: cfg.head_dim(),
-            scale: (cfg.head_dim() as f64).powf(-0.5),
         })
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, n, c) = x.dims3()?;
-        let qkv = self
-            .qkv
-            .forward(x)?
-            .reshape((b, n, 3, self.num_heads, self.head_dim))?
-            .permute((2, 0, 3, 1, 4))?;
-        let q = (qkv.get(0)?.contiguous()? * self.scale)?;
-        let k = qkv.get(1)?.contiguous()?;
-        let v = qkv.get(2)?.contiguous()?;
-        let attn = q.matmul(&k.t()?.contiguous()?)?;
-        let attn = candle_nn::ops::softmax(&attn, D::Minus1)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, n, c))?;
-        self.proj.forward(&out)
+        let out = kernels::attention(&lin(&self.qkv, x)?, self.num_heads)?;
+        lin(&self.proj, &out)
     }
 }
 
@@ -230,7 +205,7 @@ impl Mlp {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward(x)?.gelu()?)
+        lin(&self.fc2, &kernels::gelu(&lin(&self.fc1, x)?)?)
     }
 }
 
@@ -253,11 +228,11 @@ impl DitBlock {
     }
 
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        let m = self.ada_ln.forward(&c.silu()?)?.chunk(6, 1)?;
-        let h = modulate(&layer_norm(x)?, &m[0], &m[1])?;
-        let x = (x + self.attn.forward(&h)?.broadcast_mul(&m[2].unsqueeze(1)?)?)?;
-        let h = modulate(&layer_norm(&x)?, &m[3], &m[4])?;
-        &x + self.mlp.forward(&h)?.broadcast_mul(&m[5].unsqueeze(1)?)?
+        let m = lin(&self.ada_ln, &c.silu()?)?.chunk(6, 1)?;
+        let h = kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?;
+        let x = kernels::gated_add(x, &self.attn.forward(&h)?, &m[2])?;
+        let h = kernels::ln_modulate(&x, &m[3], &m[4], LN_EPS)?;
+        kernels::gated_add(&x, &self.mlp.forward(&h)?, &m[5])
     }
 }
 
@@ -279,8 +254,10 @@ impl FinalLayer {
     }
 
     pub(super) fn forward(&self, x: &Tensor, c: &Tensor) -> candle_core::Result<Tensor> {
-        let m = self.ada_ln.forward(&c.silu()?)?.chunk(2, 1)?;
-        self.linear
-            .forward(&modulate(&layer_norm(x)?, &m[0], &m[1])?)
+        let m = lin(&self.ada_ln, &c.silu()?)?.chunk(2, 1)?;
+        lin(
+            &self.linear,
+            &kernels::ln_modulate(x, &m[0], &m[1], LN_EPS)?,
+        )
     }
 }
