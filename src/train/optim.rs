@@ -445,6 +445,9 @@ fn adamw_update(
 }
 
 /// PyTorch's `_single_tensor_adamw` op by op on f32 `p` and `g`.
+///
+/// Both are detached first: a parameter's gradient from candle's backward still references the
+/// step's forward graph, and `exp_avg` built on it would keep every step's activations alive.
 fn adamw_update_ops(
     cfg: &AdamWConfig,
     step: u64,
@@ -452,6 +455,7 @@ fn adamw_update_ops(
     g: Tensor,
     st: &ParamState,
 ) -> Result<(Tensor, Tensor, Tensor), OptimError> {
+    let (p, g) = (p.detach(), g.detach());
     // Python scalars are computed in double and rounded to float32 by the kernels.
     let f = |x: f64| x as f32 as f64;
     // p.mul_(1 - lr * wd)
@@ -578,6 +582,35 @@ mod tests {
         let pb = b.params()[0].1.as_tensor().to_vec1::<f32>().unwrap();
         assert_eq!(pa, pb);
         assert_ne!(pa, vec![1.0, -2.0, 3.0]);
+    }
+    #[test]
+    fn op_by_op_update_keeps_no_autograd_graph() -> Result<(), OptimError> {
+        let dev = Device::Cpu;
+        let var = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 5), &dev)?)?;
+        let other = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 5), &dev)?)?;
+        let loss = var.as_tensor().mul(other.as_tensor())?.sum_all()?;
+        let grads = loss.backward()?;
+        let g = grads
+            .get(var.as_tensor())
+            .expect("the variable has a gradient");
+        assert!(
+            g.track_op(),
+            "candle's parameter gradient references the forward graph"
+        );
+        let st = ParamState {
+            step: 0,
+            exp_avg: Tensor::zeros((4, 5), DType::F32, &dev)?,
+            exp_avg_sq: Tensor::zeros((4, 5), DType::F32, &dev)?,
+        };
+        let (p, m, v) = adamw_update_ops(
+            &AdamWConfig::default(),
+            1,
+            var.as_tensor().clone(),
+            g.clone(),
+            &st,
+        )?;
+        assert!(!p.track_op() && !m.track_op() && !v.track_op());
+        Ok(())
     }
     #[test]
     fn fused_update_is_bitwise_the_op_by_op_update() -> Result<(), OptimError> {
