@@ -50,3 +50,7 @@ tensorboard-check DIR="/tmp/flowrun_tb_sample":
     rm -rf {{DIR}}
     cargo run --example tensorboard_sample -- {{DIR}}
     python3 tests/tensorboard/check_events.py {{DIR}}
+
+# Compile and link `--features cuda,nccl` with NVIDIA's CUDA 13.4 PyPI wheels (no GPU needed; ~15 min cold).
+check-cuda *ARGS:
+    scripts/check-cuda.sh {{ARGS}}
