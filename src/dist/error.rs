@@ -63,6 +63,14 @@ pub enum DistError {
         /// What the engine said.
         reason: String,
     },
+    /// The test-only hook `TRAIN_INJECT_FAIL_AT_RANK` stopped this rank.
+    #[error("injected failure at step {step} (TRAIN_INJECT_FAIL_AT_RANK={rank}:{step})")]
+    Injected {
+        /// This rank.
+        rank: usize,
+        /// The optimizer step.
+        step: u64,
+    },
     /// A worker process started by `train` failed; the job's exit status is its status.
     #[error("{who} {status}")]
     WorkerFailed {
@@ -102,7 +110,7 @@ impl DistError {
             DistError::PeerFailed { .. } => {
                 Some("the failed rank's own error is above in the job's output".to_string())
             }
-            DistError::Collective { .. } => None,
+            DistError::Collective { .. } | DistError::Injected { .. } => None,
             DistError::WorkerFailed { .. } => {
                 Some("the failing rank's own error is above in the job's output".to_string())
             }

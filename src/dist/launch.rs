@@ -8,7 +8,7 @@
 //!
 //! The workers get `hydra.run.dir=<the directory this process chose>`, so every rank agrees on it.
 //! When a worker fails, the others stop through the control plane; any still running 60 s later
-//! are killed. SIGINT and SIGTERM are passed on. The exit status is the first failure's.
+//! are killed. A SIGTERM is passed on. The exit status is the first failure's.
 
 use super::{check_gpu_count, visible_gpus, Backend, DistError};
 use crate::config::schema::TrainerSettings;
@@ -227,16 +227,15 @@ fn watch(mut children: Vec<(String, Child)>, shutdown: &ShutdownSignal) -> Resul
     let mut forwarded = false;
     let mut running: Vec<bool> = vec![true; children.len()];
     while running.iter().any(|&r| r) {
+        // Ctrl-C reaches the workers through the terminal's process group already; a SIGTERM
+        // sent to this process alone is passed on.
         if shutdown.requested() && !forwarded {
             forwarded = true;
-            let sig = if shutdown.signal_name() == Some("SIGINT") {
-                libc::SIGINT
-            } else {
-                libc::SIGTERM
-            };
-            for (i, (_, c)) in children.iter().enumerate() {
-                if running[i] {
-                    signal(c, sig);
+            if shutdown.signal_name() == Some("SIGTERM") {
+                for (i, (_, c)) in children.iter().enumerate() {
+                    if running[i] {
+                        signal(c, libc::SIGTERM);
+                    }
                 }
             }
         }

@@ -238,6 +238,16 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
 /// Loads the checkpoint at `path`, its tensors on `device`.
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
+    load_checkpoint_bytes(path, &bytes, device)
+}
+
+/// Parses the bytes of the checkpoint file `path` (already read, e.g. by another rank), its
+/// tensors on `device`.
+pub fn load_checkpoint_bytes(
+    path: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<Checkpoint, CheckpointError> {
     let header = parse_header(path, bytes.len() as u64, &bytes)?;
     let corrupt = |detail: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
