@@ -8,6 +8,10 @@ train *ARGS:
 test:
     cargo test
 
+# The data-parallel tests over MPI (needs libopenmpi-dev, openmpi-bin, libclang-dev).
+test-mpi:
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 cargo test --features mpi --test ddp_cpu
+
 # Formatting and lints, warnings denied (what CI runs).
 lint:
     cargo fmt --check
