@@ -25,7 +25,10 @@ fn ddp_cpu_without_the_mpi_feature_says_how_to_build_it() {
     let text = support::text(&out);
     assert!(text.contains("--features mpi"), "{text}");
     assert!(text.contains("libopenmpi-dev"), "{text}");
-    assert!(!tmp.path().join("run").exists(), "no run directory without a run");
+    assert!(
+        !tmp.path().join("run").exists(),
+        "no run directory without a run"
+    );
 }
 
 #[cfg(feature = "mpi")]
@@ -51,7 +54,11 @@ mod with_mpi {
                 let out = support::run(
                     TRAIN,
                     dir.path(),
-                    &tiny(dir.path(), &dir.path().join("warmup"), &["trainer.max_steps=0"]),
+                    &tiny(
+                        dir.path(),
+                        &dir.path().join("warmup"),
+                        &["trainer.max_steps=0"],
+                    ),
                 );
                 assert!(out.status.success(), "{}", support::text(&out));
                 dir
@@ -130,7 +137,11 @@ mod with_mpi {
     }
 
     fn assert_ok(out: &Output, what: &str) {
-        assert!(out.status.success(), "{what} failed:\n{}", support::text(out));
+        assert!(
+            out.status.success(),
+            "{what} failed:\n{}",
+            support::text(out)
+        );
     }
 
     #[test]
@@ -142,7 +153,10 @@ mod with_mpi {
         eprintln!("2-rank run: {:.1} s", started.elapsed().as_secs_f64());
         assert_ok(&out, "the 2-rank run");
         let text = support::text(&out);
-        assert!(text.contains("effective batch 4 (batch_size 2 × 2 ranks × 1 accumulated)"), "{text}");
+        assert!(
+            text.contains("effective batch 4 (batch_size 2 × 2 ranks × 1 accumulated)"),
+            "{text}"
+        );
         let out = train(tmp.path(), &one, &["trainer=cpu", "batch_size=4"], &[]);
         assert_ok(&out, "the 1-process run");
 
@@ -157,7 +171,11 @@ mod with_mpi {
         let (la, lb) = (losses(&two), losses(&one));
         assert_eq!(la.len(), 8);
         for (step, loss) in &la {
-            assert!((loss - lb[step]).abs() < 1e-4, "step {step}: {loss} vs {}", lb[step]);
+            assert!(
+                (loss - lb[step]).abs() < 1e-4,
+                "step {step}: {loss} vs {}",
+                lb[step]
+            );
         }
 
         // Rank 1 wrote nothing: the two runs hold the same files (one event file each), and
@@ -168,7 +186,10 @@ mod with_mpi {
                 .collect()
         };
         assert_eq!(strip(tree(&two)), strip(tree(&one)));
-        assert_eq!(std::fs::read_dir(two.join("tensorboard")).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(two.join("tensorboard")).unwrap().count(),
+            1
+        );
         let top: BTreeSet<String> = std::fs::read_dir(tmp.path())
             .unwrap()
             .flatten()
@@ -177,7 +198,10 @@ mod with_mpi {
         assert_eq!(top, BTreeSet::from(["one".to_string(), "two".to_string()]));
         let hydra = std::fs::read_to_string(two.join(".hydra/hydra.yaml")).unwrap();
         for needle in ["data_parallel:", "world_size: 2", "effective_batch_size: 4"] {
-            assert!(hydra.contains(needle), "hydra.yaml lacks {needle:?}:\n{hydra}");
+            assert!(
+                hydra.contains(needle),
+                "hydra.yaml lacks {needle:?}:\n{hydra}"
+            );
         }
     }
 
@@ -216,7 +240,10 @@ mod with_mpi {
             .copied()
             .chain(["checkpoint.every_n_steps=3"])
             .collect();
-        assert_ok(&train(tmp.path(), &full, &extra, &[]), "the uninterrupted run");
+        assert_ok(
+            &train(tmp.path(), &full, &extra, &[]),
+            "the uninterrupted run",
+        );
         let step3 = full.join("checkpoints/step3.ckpt");
         assert!(step3.exists(), "{:?}", tree(&full));
 
@@ -226,16 +253,32 @@ mod with_mpi {
         let out = train(tmp.path(), &resumed, &with_ckpt, &[]);
         assert_ok(&out, "the resumed run");
         let (a, b) = (losses(&full), losses(&resumed));
-        assert_eq!(b.keys().copied().collect::<Vec<_>>(), (4..=8).collect::<Vec<_>>());
+        assert_eq!(
+            b.keys().copied().collect::<Vec<_>>(),
+            (4..=8).collect::<Vec<_>>()
+        );
         for (step, loss) in &b {
-            assert_eq!(loss.to_bits(), a[step].to_bits(), "step {step}: {loss} vs {}", a[step]);
+            assert_eq!(
+                loss.to_bits(),
+                a[step].to_bits(),
+                "step {step}: {loss} vs {}",
+                a[step]
+            );
         }
 
         let other = tmp.path().join("other");
-        let out = train(tmp.path(), &other, &["trainer=cpu", "batch_size=2", &ckpt], &[]);
+        let out = train(
+            tmp.path(),
+            &other,
+            &["trainer=cpu", "batch_size=2", &ckpt],
+            &[],
+        );
         assert_eq!(out.status.code(), Some(1));
         let text = support::text(&out);
-        assert!(text.contains("written by a run of 2 rank(s) and this run has 1"), "{text}");
+        assert!(
+            text.contains("written by a run of 2 rank(s) and this run has 1"),
+            "{text}"
+        );
         assert!(text.contains("trainer.devices=2"), "{text}");
     }
 
@@ -257,7 +300,12 @@ mod with_mpi {
         let mut i = 0;
         while i < out.len() {
             let parent = out[i];
-            out.extend(parents.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+            out.extend(
+                parents
+                    .iter()
+                    .filter(|(_, pp)| *pp == parent)
+                    .map(|(p, _)| *p),
+            );
             i += 1;
         }
         out.remove(0);
@@ -293,19 +341,31 @@ mod with_mpi {
                     break pid;
                 }
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "training never started");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "training never started"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
         let killed = Instant::now();
-        Command::new("kill").args(["-9", &victim.to_string()]).status().unwrap();
+        Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap();
         let out = loop {
             if child.try_wait().unwrap().is_some() {
                 break child.wait_with_output().unwrap();
             }
-            assert!(killed.elapsed() < Duration::from_secs(60), "the job outlived a dead rank");
+            assert!(
+                killed.elapsed() < Duration::from_secs(60),
+                "the job outlived a dead rank"
+            );
             std::thread::sleep(Duration::from_millis(50));
         };
-        eprintln!("job stopped {:.2} s after the kill", killed.elapsed().as_secs_f64());
+        eprintln!(
+            "job stopped {:.2} s after the kill",
+            killed.elapsed().as_secs_f64()
+        );
         assert!(!out.status.success());
         let text = support::text(&out);
         assert!(text.contains("rank 1"), "{text}");
@@ -334,9 +394,15 @@ mod with_mpi {
     #[test]
     fn setup_errors_name_the_mismatch() {
         let tmp = tempfile::tempdir().unwrap();
-        let out = mpirun(tmp.path(), 2, &tmp.path().join("a"), &[], &["trainer=ddp_cpu", "trainer.devices=3"])
-            .output()
-            .unwrap();
+        let out = mpirun(
+            tmp.path(),
+            2,
+            &tmp.path().join("a"),
+            &[],
+            &["trainer=ddp_cpu", "trainer.devices=3"],
+        )
+        .output()
+        .unwrap();
         assert!(!out.status.success());
         let text = support::text(&out);
         assert!(
@@ -369,7 +435,12 @@ mod with_mpi {
             tmp.path(),
             2,
             &tmp.path().join("run"),
-            &["-x", "MASTER_ADDR=10.255.255.1", "-x", &format!("MASTER_PORT={port}")],
+            &[
+                "-x",
+                "MASTER_ADDR=10.255.255.1",
+                "-x",
+                &format!("MASTER_PORT={port}"),
+            ],
             &["trainer=ddp_cpu", "trainer.collective_timeout_s=2"],
         )
         .output()
@@ -378,7 +449,9 @@ mod with_mpi {
         assert!(!out.status.success());
         let text = support::text(&out);
         assert!(
-            text.contains(&format!("rank 1 could not reach rank 0 at 10.255.255.1:{port} within 2 s")),
+            text.contains(&format!(
+                "rank 1 could not reach rank 0 at 10.255.255.1:{port} within 2 s"
+            )),
             "{text}"
         );
         assert!(text.contains("MASTER_ADDR"), "{text}");

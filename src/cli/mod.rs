@@ -519,7 +519,9 @@ fn run_command(
         return Ok(());
     }
     match command {
-        Command::Train if !args.multirun => train::run_single(&loader, &name, &args, &raw_args, out),
+        Command::Train if !args.multirun => {
+            train::run_single(&loader, &name, &args, &raw_args, out)
+        }
         Command::Train => run_jobs(&loader, &args, &name, out, &TRAIN),
         Command::Sample => run_jobs(&loader, &args, &name, out, &SAMPLE),
         Command::Evaluate => run_jobs(&loader, &args, &name, out, &EVALUATE),

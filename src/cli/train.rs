@@ -172,7 +172,10 @@ pub(super) fn run_single(
     };
     if let Err(e) = &result {
         if !matches!(e, CommandError::Interrupted { .. }) {
-            let hint = e.hint().map(|h| format!(" (hint: {h})")).unwrap_or_default();
+            let hint = e
+                .hint()
+                .map(|h| format!(" (hint: {h})"))
+                .unwrap_or_default();
             world.report_failure(&format!("{e}{hint}"));
         }
     }

@@ -260,15 +260,15 @@ impl Control {
     /// reports its own error and exits.
     pub fn report_failure(&self, message: &str) {
         self.shared.finished.store(true, Ordering::SeqCst);
-        self.shared
-            .send_all(&fail_line(self.shared.rank, message));
+        self.shared.send_all(&fail_line(self.shared.rank, message));
     }
 
     /// The clean end, after the last barrier: the others say `DONE`, rank 0 waits for them.
     pub fn finish(&self) {
         if self.shared.rank != 0 {
             self.shared.finished.store(true, Ordering::SeqCst);
-            self.shared.send_all(&format!("DONE {}\n", self.shared.rank));
+            self.shared
+                .send_all(&format!("DONE {}\n", self.shared.rank));
             return;
         }
         let started = Instant::now();
@@ -402,8 +402,13 @@ mod tests {
         let listener = bind(0).unwrap();
         let port = listener.local_addr().unwrap().port();
         drop(listener);
-        let err = Control::join(1, 2, &format!("127.0.0.1:{port}"), Duration::from_millis(400))
-            .unwrap_err();
+        let err = Control::join(
+            1,
+            2,
+            &format!("127.0.0.1:{port}"),
+            Duration::from_millis(400),
+        )
+        .unwrap_err();
         let text = err.to_string();
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
         assert!(text.contains("rank 1 could not reach rank 0"), "{text}");
@@ -412,6 +417,9 @@ mod tests {
     #[test]
     fn rank_0_gives_up_when_ranks_are_missing() {
         let err = Control::serve(bind(0).unwrap(), 3, &[], Duration::from_millis(300)).unwrap_err();
-        assert!(err.to_string().contains("only 1 of 3 ranks joined"), "{err}");
+        assert!(
+            err.to_string().contains("only 1 of 3 ranks joined"),
+            "{err}"
+        );
     }
 }

@@ -280,7 +280,10 @@ mod tests {
         assert_eq!(first_slurm_host("node1").as_deref(), Some("node1"));
         assert_eq!(first_slurm_host("a,b").as_deref(), Some("a"));
         assert_eq!(first_slurm_host("n[7,9-11]").as_deref(), Some("n7"));
-        assert_eq!(first_slurm_host("r1-n[003-004]-ib").as_deref(), Some("r1-n003-ib"));
+        assert_eq!(
+            first_slurm_host("r1-n[003-004]-ib").as_deref(),
+            Some("r1-n003-ib")
+        );
         assert_eq!(first_slurm_host(""), None);
     }
 

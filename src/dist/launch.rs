@@ -309,8 +309,8 @@ mod tests {
         let none = |_: &str| None;
         let plan = LaunchPlan::new(&trainer(Devices::Count(3), 1, 0), Backend::Mpi, &none).unwrap();
         assert_eq!((plan.local, plan.world, plan.first_rank), (3, 3, 0));
-        let err = LaunchPlan::new(&trainer(Devices::Count(2), 2, 1), Backend::Mpi, &none)
-            .unwrap_err();
+        let err =
+            LaunchPlan::new(&trainer(Devices::Count(2), 2, 1), Backend::Mpi, &none).unwrap_err();
         assert!(err.to_string().contains("trainer.num_nodes=2"), "{err}");
     }
 

@@ -186,7 +186,10 @@ fn connect_nccl(
     };
     check_gpu_count(info.local_rank + 1, visible_gpus())?;
     let device = candle_core::Device::new_cuda(info.local_rank).map_err(|e| DistError::Setup {
-        message: format!("rank {} cannot open GPU {}: {e}", info.rank, info.local_rank),
+        message: format!(
+            "rank {} cannot open GPU {}: {e}",
+            info.rank, info.local_rank
+        ),
         hint: "check CUDA_VISIBLE_DEVICES and the driver".to_string(),
     })?;
     let (control, id) = if info.rank == 0 {

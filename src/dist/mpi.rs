@@ -82,7 +82,10 @@ impl Collective for MpiCollective {
                 Tensor::from_vec(data, buf.elem_count(), &Device::Cpu).map_err(err)
             }
             _ => {
-                let mut data = buf.to_dtype(DType::F32).and_then(|t| t.to_vec1::<f32>()).map_err(err)?;
+                let mut data = buf
+                    .to_dtype(DType::F32)
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .map_err(err)?;
                 process.broadcast_into(&mut data[..]);
                 Tensor::from_vec(data, buf.elem_count(), &Device::Cpu)
                     .and_then(|t| t.to_dtype(buf.dtype()))

@@ -32,7 +32,12 @@ pub struct NcclCollective {
 
 impl std::fmt::Debug for NcclCollective {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "NcclCollective(rank {} of {})", self.rank(), self.world())
+        write!(
+            f,
+            "NcclCollective(rank {} of {})",
+            self.rank(),
+            self.world()
+        )
     }
 }
 

@@ -88,6 +88,16 @@ impl World {
         if self.size() == 1 {
             return Ok(());
         }
+        self.average_in_buckets(params, grads, stats, BUCKET_ELEMS)
+    }
+
+    fn average_in_buckets(
+        &self,
+        params: &[(String, Var)],
+        grads: &mut HashMap<String, Tensor>,
+        stats: &mut [f64],
+        bucket_elems: usize,
+    ) -> Result<(), DistError> {
         let err = tensor_err("all-reduce", self.rank());
         let mut flat: Vec<(String, Tensor)> = Vec::with_capacity(params.len());
         for (name, var) in params {
@@ -110,11 +120,13 @@ impl World {
         let mut filled = 0;
         for (i, (_, g)) in flat.iter().enumerate() {
             let n = g.elem_count();
-            if filled > 0 && filled + n > BUCKET_ELEMS {
+            if filled > 0 && filled + n > bucket_elems {
                 buckets.push(Vec::new());
                 filled = 0;
             }
-            buckets.last_mut().map(|b| b.push(i));
+            if let Some(b) = buckets.last_mut() {
+                b.push(i);
+            }
             filled += n;
         }
         let last = buckets.len() - 1;
@@ -243,6 +255,60 @@ impl World {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    /// A pretend world whose mean is 1.5 times this rank's values, recording each bucket's size.
+    struct Doubled(Rc<RefCell<Vec<usize>>>);
+
+    impl Collective for Doubled {
+        fn rank(&self) -> usize {
+            0
+        }
+        fn world(&self) -> usize {
+            2
+        }
+        fn all_reduce_mean(&self, buf: &Tensor) -> Result<Tensor, DistError> {
+            self.0.borrow_mut().push(buf.elem_count());
+            (buf * 1.5).map_err(tensor_err("all-reduce", 0))
+        }
+        fn broadcast(&self, buf: &Tensor, _root: usize) -> Result<Tensor, DistError> {
+            Ok(buf.clone())
+        }
+        fn barrier(&self) -> Result<(), DistError> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn gradients_travel_in_buckets_and_come_back_in_shape() -> Result<(), Box<dyn std::error::Error>>
+    {
+        let dev = Device::Cpu;
+        let params: Vec<(String, Var)> = [("a", (2, 1)), ("b", (1, 2)), ("c", (5, 1))]
+            .into_iter()
+            .map(|(n, shape)| Ok((n.to_string(), Var::zeros(shape, DType::F32, &dev)?)))
+            .collect::<Result<_, candle_core::Error>>()?;
+        let mut grads = HashMap::new();
+        grads.insert("a".to_string(), Tensor::new(&[[1f32], [2.0]], &dev)?);
+        grads.insert("c".to_string(), Tensor::ones((5, 1), DType::F32, &dev)?);
+        let mut stats = [4.0, 0.0];
+        let calls = Rc::new(RefCell::new(Vec::new()));
+        let world = World {
+            backend: Box::new(Doubled(Rc::clone(&calls))),
+            control: None,
+        };
+        world.average_in_buckets(&params, &mut grads, &mut stats, 4)?;
+        assert_eq!(grads["a"].to_vec2::<f32>()?, vec![vec![1.5], vec![3.0]]);
+        assert_eq!(grads["b"].to_vec2::<f32>()?, vec![vec![0.0, 0.0]]);
+        assert_eq!(grads["c"].dims(), &[5, 1]);
+        assert_eq!(stats, [6.0, 0.0]);
+        assert_eq!(
+            *calls.borrow(),
+            vec![4, 7],
+            "a+b in one bucket, c and the stats in another"
+        );
+        Ok(())
+    }
 
     #[test]
     fn a_world_of_one_leaves_everything_alone() -> Result<(), Box<dyn std::error::Error>> {

@@ -44,7 +44,8 @@ pub use sampler::{DiffusionSamplerSettings, DiffusionSamplerType, OdeMethod};
 pub use sampler::{OdeSamplerSettings, SamplerSettings, TimestepSpacing, VarianceType};
 pub use target::{Target, Validate};
 pub use trainer::{
-    Accelerator, Devices, NanPolicy, Precision, ScaleLr, Strategy, TrainerSettings, ValCheckInterval,
+    Accelerator, Devices, NanPolicy, Precision, ScaleLr, Strategy, TrainerSettings,
+    ValCheckInterval,
 };
 
 use crate::config::node::Node;

@@ -398,7 +398,10 @@ impl Validate for TrainerSettings {
             !(self.strategy == Strategy::Ddp && self.accelerator == Accelerator::Auto),
             at,
             "accelerator",
-            || "strategy 'ddp' needs accelerator 'gpu' (NCCL) or 'cpu' (MPI), found 'auto'".to_string(),
+            || {
+                "strategy 'ddp' needs accelerator 'gpu' (NCCL) or 'cpu' (MPI), found 'auto'"
+                    .to_string()
+            },
             || "use trainer=multi_gpu (GPUs) or trainer=ddp_cpu (CPU processes)".to_string(),
         )?;
         ensure(

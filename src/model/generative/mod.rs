@@ -396,7 +396,9 @@ impl GenerativeModule {
         let global = batch * slot.world;
         let rows = (slot.world > 1)
             .then(|| {
-                let idx: Vec<u32> = (0..batch).map(|k| (slot.rank + k * slot.world) as u32).collect();
+                let idx: Vec<u32> = (0..batch)
+                    .map(|k| (slot.rank + k * slot.world) as u32)
+                    .collect();
                 Tensor::from_vec(idx, batch, dev)
             })
             .transpose()?;
