@@ -96,7 +96,7 @@ impl DistError {
     pub fn hint(&self) -> Option<String> {
         match self {
             DistError::Setup { hint, .. } => Some(hint.clone()),
-            DistError::NotBuilt { build, .. } => Some(format!("build with `{build}`")),
+            DistError::NotBuilt { build, .. } => Some(format!("build with: {build}")),
             DistError::Unreachable { .. } => Some(
                 "check MASTER_ADDR/MASTER_PORT (rank 0's host and a free port reachable from every \
                  node), or raise trainer.collective_timeout_s if rank 0 starts slowly"

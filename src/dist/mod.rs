@@ -54,14 +54,14 @@ impl Backend {
             Backend::Mpi if !cfg!(feature = "mpi") => Err(DistError::NotBuilt {
                 what: "trainer=ddp_cpu (strategy ddp on the CPU)",
                 feature: "mpi",
-                build: "apt-get install libopenmpi-dev openmpi-bin libclang-dev && cargo build \
+                build: "apt-get install libopenmpi-dev openmpi-bin libclang-dev, then cargo build \
                         --release --features mpi",
             }),
             Backend::Nccl if !cfg!(feature = "nccl") => Err(DistError::NotBuilt {
                 what: "trainer=multi_gpu (strategy ddp on GPUs)",
                 feature: "nccl",
-                build: "cargo build --release --features cuda,nccl (or `just check-cuda` to only \
-                        compile it), or train on this machine's CPU with trainer=cpu",
+                build: "cargo build --release --features cuda,nccl on a machine with CUDA, or \
+                        train on this machine's CPU with trainer=cpu or trainer=ddp_cpu",
             }),
             b => Ok(Some(b)),
         }

@@ -8,30 +8,30 @@
 use crate::config::emit::to_yaml;
 use crate::config::node::Node;
 use crate::config::schema::{ScaleLr, TrainSettings};
-use crate::data::{DataModule, SamplerState, SceneLoader};
+use crate::data::{DataModule, SceneLoader};
 use crate::dist::{effective_batch, injected_failure_step, DistError, World};
 use crate::model::ema::Ema;
 use crate::model::generative::{BatchSlot, GenerativeModule};
 use crate::model::precision::effective_precision;
-use crate::model::weights::WeightsError;
 use crate::rng::Rng;
 use crate::telemetry::{Console, ConsoleSettings, EventWriter, MetricsLog, ProgressStats};
 use crate::train::budget::StepBudget;
 use crate::train::checkpoint::{
-    check_resume_yaml, load_checkpoint_bytes, write_checkpoint, Checkpoint, CheckpointAction,
-    CheckpointMeta, CheckpointPolicy, SaveReason, CHECKPOINT_DIR, LAST_FILE,
+    write_checkpoint, CheckpointPolicy, SaveReason, CHECKPOINT_DIR, LAST_FILE,
 };
 use crate::train::clip::{clip_grad_norm, total_grad_norm};
 use crate::train::device::choose_device;
-use crate::train::early_stopping::{EarlyStopAction, EarlyStopping};
+use crate::train::early_stopping::EarlyStopping;
 use crate::train::error::TrainError;
 use crate::train::lr::LrSchedule;
 use crate::train::nan_guard::{NanAction, NanGuard};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::shutdown::ShutdownSignal;
-use crate::train::validation::{validate, ValidationPlan};
 
 pub use crate::train::summary::{FitSummary, StopReason};
+
+mod persist;
+mod validating;
 use candle_core::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -157,138 +157,6 @@ impl Trainer<'_> {
         if let Some(out) = self.out.as_mut() {
             out.events.add_scalars(scalars, step)?;
             out.metrics.append(step, epoch, scalars)?;
-        }
-        Ok(())
-    }
-
-    fn snapshot(&self) -> Result<Checkpoint, TrainError> {
-        let position = self.loader.state();
-        let mut meta = CheckpointMeta::new(self.step, position.epoch, self.config_yaml.clone());
-        meta.batches_seen_in_epoch = position.batch as u64;
-        meta.rng.insert("noise".to_string(), self.noise.state());
-        meta.data_sampler = serde_json::to_value(position).unwrap_or(serde_json::Value::Null);
-        meta.lr_schedule = Some(self.schedule);
-        meta.checkpoint_policy = self.policy.state().clone();
-        meta.early_stopping = self.early.as_ref().map(|e| e.state().clone());
-        meta.nan_guard = self.nan_guard.state().clone();
-        meta.best_scores = self.best_scores.clone();
-        meta.world_size = self.world().size() as u64;
-        Ok(Checkpoint {
-            model: self.module.state_dict().into_iter().collect(),
-            ema: self.ema.state_tensors()?,
-            optim: self.optimizer.state_tensors()?,
-            meta,
-        })
-    }
-
-    /// Restores the checkpoint at `path`: rank 0 reads the file and hands its bytes to the
-    /// other ranks, so only rank 0 needs to see the run directory.
-    fn restore(&mut self, path: &Path) -> Result<(), TrainError> {
-        let mut bytes = Vec::new();
-        if self.world().is_main() {
-            bytes = std::fs::read(path).map_err(|source| TrainError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        }
-        self.world().broadcast_bytes(&mut bytes)?;
-        let ckpt = load_checkpoint_bytes(path, &bytes, self.module.device())?;
-        drop(bytes);
-        let (saved, now) = (ckpt.meta.world_size.max(1), self.world().size() as u64);
-        if saved != now {
-            return Err(DistError::Setup {
-                message: format!(
-                    "{} was written by a run of {saved} rank(s) and this run has {now}; the data \
-                     order and the per-rank batches depend on the world size",
-                    path.display()
-                ),
-                hint: format!(
-                    "resume with the same world size (trainer.devices={saved} for one node), or \
-                     start a new run from its weights"
-                ),
-            }
-            .into());
-        }
-        let changes = check_resume_yaml(&ckpt.meta.config_yaml, self.req.config)?;
-        self.module.load_tensors(&ckpt.model).map_err(|e| match e {
-            WeightsError::Mismatch { report, .. } => WeightsError::Mismatch {
-                path: path.to_path_buf(),
-                report,
-            },
-            other => other,
-        })?;
-        self.ema.load_state(&ckpt.ema)?;
-        self.optimizer.load_state(&ckpt.optim)?;
-        let meta = ckpt.meta;
-        self.step = meta.step;
-        if let Some(state) = meta.rng.get("noise") {
-            self.noise = Rng::from_state(*state);
-        }
-        let position: SamplerState =
-            serde_json::from_value(meta.data_sampler).map_err(|e| TrainError::Budget {
-                message: format!("{}: unreadable data-sampler state: {e}", path.display()),
-                hint: "resume from another checkpoint of the run".to_string(),
-            })?;
-        self.loader.restore(position)?;
-        self.policy = self.policy.clone().with_state(meta.checkpoint_policy);
-        if let (Some(early), Some(state)) = (self.early.as_mut(), meta.early_stopping) {
-            *early = early.clone().with_state(state);
-        }
-        self.nan_guard = self.nan_guard.clone().with_state(meta.nan_guard);
-        self.best_scores = meta.best_scores;
-        self.say(&format!(
-            "resumed from {} at step {} (epoch {}, batch {})",
-            path.display(),
-            self.step,
-            position.epoch,
-            position.batch
-        ))?;
-        for change in changes {
-            self.say(&format!("changed on resume: {change}"))?;
-        }
-        Ok(())
-    }
-
-    /// Carries out the policy's actions. Every rank runs the same policy on the same numbers, so
-    /// all ranks agree on when a file is written: they meet at a barrier before and after it, and
-    /// rank 0 alone touches the disk.
-    fn apply(&mut self, actions: Vec<CheckpointAction>) -> Result<(), TrainError> {
-        let saves = actions
-            .iter()
-            .any(|a| matches!(a, CheckpointAction::Save { .. }));
-        if saves {
-            self.world().barrier()?;
-        }
-        if self.world().is_main() {
-            self.write_actions(actions)?;
-        }
-        if saves {
-            self.world().barrier()?;
-        }
-        Ok(())
-    }
-
-    fn write_actions(&mut self, actions: Vec<CheckpointAction>) -> Result<(), TrainError> {
-        let mut snapshot: Option<Checkpoint> = None;
-        for action in actions {
-            match action {
-                CheckpointAction::Save { file, reason } => {
-                    let ckpt = match snapshot.as_mut() {
-                        Some(ckpt) => ckpt,
-                        None => snapshot.insert(self.snapshot()?),
-                    };
-                    ckpt.meta.saved_as = reason;
-                    write_checkpoint(&self.checkpoint_dir.join(&file), ckpt)?;
-                }
-                CheckpointAction::Delete { file } => {
-                    let path = self.checkpoint_dir.join(&file);
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err(&path)(e)),
-                    }
-                }
-            }
         }
         Ok(())
     }
@@ -425,99 +293,6 @@ impl Trainer<'_> {
         self.log_scalars(&scalars, self.step)?;
         *window = Window::default();
         *started = Instant::now();
-        Ok(())
-    }
-
-    /// Validates (on rank 0, whose numbers every rank then receives), logs, ranks the
-    /// checkpoint, and returns the early-stopping reason if it fired.
-    fn validate_now(&mut self) -> Result<Option<String>, TrainError> {
-        if self.data.val.is_empty() {
-            return Ok(None);
-        }
-        let (step, epoch) = (self.step, self.epoch());
-        let mut numbers = Vec::new();
-        let mut detail = None;
-        if self.world().is_main() {
-            let module = self.module.for_evaluation(Some(&self.ema))?;
-            let result = validate(
-                &module,
-                &self.data,
-                ValidationPlan {
-                    batch_size: self.settings.batch_size,
-                    seed: self.settings.seed,
-                    grid_scenes: GRID_SCENES,
-                },
-            )?;
-            if let Some(out) = self.out.as_mut() {
-                for (i, grid) in result.grids.iter().enumerate() {
-                    out.events
-                        .add_image(&format!("Validation_Samples_{i}"), grid, step)?;
-                }
-            }
-            detail = Some((result.scenes, result.sample_nfe));
-            numbers = [result.val_loss, result.val_mse, result.val_aux_dice]
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect();
-        }
-        self.world().broadcast_bytes(&mut numbers)?;
-        let [val_loss, val_mse, val_aux_dice]: [f64; 3] = std::array::from_fn(|i| {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(&numbers[8 * i..8 * i + 8]);
-            f64::from_le_bytes(word)
-        });
-        let best = self
-            .best_scores
-            .get("val_loss")
-            .map_or(val_loss, |b| b.min(val_loss));
-        self.best_scores.insert("val_loss".to_string(), best);
-        self.last_val_loss = Some(val_loss);
-        let scalars = [
-            ("val_loss", val_loss),
-            ("val_loss_best", best),
-            ("val_mse", val_mse),
-            ("val_aux_dice", val_aux_dice),
-        ];
-        self.log_scalars(&scalars, step)?;
-        if let Some((scenes, nfe)) = detail {
-            self.say(&format!(
-                "validation at step {step} (epoch {epoch}): val_loss {val_loss:.6}, best \
-                 {best:.6}, {scenes} scenes, {nfe} sampler evaluations"
-            ))?;
-        }
-        let metrics: BTreeMap<String, f64> =
-            scalars.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        let finished_epoch = if self.loader.state().batch == 0 {
-            epoch.saturating_sub(1)
-        } else {
-            epoch
-        };
-        match self.policy.on_validation(finished_epoch, step, &metrics) {
-            Ok(actions) => self.apply(actions)?,
-            Err(missing) => self.warn_missing_monitor(&missing.monitor, &missing.logged)?,
-        }
-        let Some(early) = self.early.as_mut() else {
-            return Ok(None);
-        };
-        let Some(&value) = metrics.get(early.monitor()) else {
-            let monitor = early.monitor().to_string();
-            self.warn_missing_monitor(&monitor, "val_loss, val_loss_best, val_mse, val_aux_dice")?;
-            return Ok(None);
-        };
-        Ok(match early.update(value, step) {
-            EarlyStopAction::Continue => None,
-            EarlyStopAction::Stop { reason } => Some(reason),
-        })
-    }
-
-    fn warn_missing_monitor(&mut self, monitor: &str, logged: &str) -> Result<(), TrainError> {
-        if !self.warned_missing_monitor {
-            self.warned_missing_monitor = true;
-            self.say(&format!(
-                "warning: the monitored metric '{monitor}' is not logged at validation \
-                 (logged: {logged}); set checkpoint.monitor / early_stopping.monitor to one of them"
-            ))?;
-        }
         Ok(())
     }
 }
