@@ -4,7 +4,8 @@
 //! Compiled by `just check-cuda`; not yet run on GPU hardware.
 
 use super::{Collective, DistError};
-use candle_core::cuda_backend::cudarc::nccl::safe::{Comm, Id, ReduceOp};
+use candle_core::backend::BackendStorage;
+use candle_core::cuda_backend::cudarc::nccl::{Comm, Id, ReduceOp};
 use candle_core::{CpuStorage, CudaStorage, DType, Device, InplaceOp1, Layout, Tensor};
 
 /// The size of an NCCL unique id.
