@@ -248,12 +248,12 @@ pub fn load_checkpoint_bytes(
     bytes: &[u8],
     device: &Device,
 ) -> Result<Checkpoint, CheckpointError> {
-    let header = parse_header(path, bytes.len() as u64, &bytes)?;
+    let header = parse_header(path, bytes.len() as u64, bytes)?;
     let corrupt = |detail: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         detail,
     };
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| corrupt(format!("its tensor table is invalid ({e})")))?;
     if let Some(expected) = &header.tensor_hash {
         let mut names = st.names();
@@ -274,7 +274,7 @@ pub fn load_checkpoint_bytes(
             ));
         }
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+    let tensors = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| corrupt(format!("its tensors cannot be loaded ({e})")))?;
     let mut ckpt = Checkpoint {
         model: HashMap::new(),
