@@ -91,7 +91,8 @@ pub fn bind(port: u16) -> Result<TcpListener, DistError> {
 }
 
 impl Control {
-    /// Rank 0: waits up to `timeout` for the `world - 1` other ranks and hands each `payload`.
+    /// Rank 0: waits up to twice `timeout` for the `world - 1` other ranks and hands each
+    /// `payload` (twice, so that a rank that cannot reach rank 0 reports that first).
     pub fn serve(
         listener: TcpListener,
         world: usize,
@@ -142,10 +143,10 @@ impl Control {
                     peers.push((rank, stream));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if started.elapsed() > timeout {
+                    if started.elapsed() > 2 * timeout {
                         return Err(DistError::RendezvousTimeout {
                             addr,
-                            secs: timeout.as_secs_f64(),
+                            secs: started.elapsed().as_secs_f64(),
                             joined: peers.len() + 1,
                             world,
                         });
