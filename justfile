@@ -8,6 +8,10 @@ train *ARGS:
 test:
     cargo test
 
+# The data-parallel tests over MPI (needs libopenmpi-dev, openmpi-bin, libclang-dev).
+test-mpi:
+    OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 cargo test --features mpi --test ddp_cpu
+
 # Formatting and lints, warnings denied (what CI runs).
 lint:
     cargo fmt --check
@@ -52,3 +56,7 @@ tensorboard-check DIR="/tmp/flowrun_tb_sample":
     rm -rf {{DIR}}
     cargo run --example tensorboard_sample -- {{DIR}}
     python3 tests/tensorboard/check_events.py {{DIR}}
+
+# Compile and link `--features cuda,nccl` with NVIDIA's CUDA 13.4 PyPI wheels (no GPU needed; ~15 min cold).
+check-cuda *ARGS:
+    scripts/check-cuda.sh {{ARGS}}

@@ -45,7 +45,7 @@ fn printing_commands_work_anywhere_and_write_nothing() {
     let help = String::from_utf8_lossy(&train(dir.path(), &["--help"]).stdout).to_string();
     for needle in [
         "== Configuration groups ==",
-        "trainer: cpu, multi_gpu, single_gpu",
+        "trainer: cpu, ddp_cpu, multi_gpu, single_gpu",
         "sampler: ddim, ddpm, dopri5, euler, midpoint, rk4",
         "experiment: baseline, cpu, fast, improved",
         "== Config ==",
@@ -220,7 +220,7 @@ fn config_dir_adds_and_replaces_shipped_configs() {
     let help = String::from_utf8_lossy(&train(dir.path(), &["-cd", "my_conf", "--help"]).stdout)
         .to_string();
     assert!(
-        help.contains("trainer: cluster, cpu, multi_gpu, single_gpu"),
+        help.contains("trainer: cluster, cpu, ddp_cpu, multi_gpu, single_gpu"),
         "{help}"
     );
 }

@@ -9,6 +9,7 @@ pub mod gen_data;
 pub mod info;
 pub mod inspect;
 pub mod sample;
+pub mod train;
 pub mod trained;
 
 use crate::config::error::ConfigError;
@@ -22,13 +23,11 @@ use crate::config::schema::{EvaluateSettings, InspectSettings, SampleSettings};
 use crate::config::schema::{SchemaError, TrainSettings};
 use crate::config::sweep::expand_sweeps;
 use crate::config::{emit::to_yaml, SHIPPED_CONF};
+use crate::dist::DistError;
 use crate::inspect::InspectError;
-use crate::run::{create_fresh_dir, create_run_dir, write_snapshot, RunSnapshot};
-use crate::telemetry::{ConsoleSettings, DisplayMode};
+use crate::run::{create_fresh_dir, create_run_dir, RunSnapshot};
 use crate::train::checkpoint::{resolve_ckpt_path, CheckpointError};
 use crate::train::error::{TrainError, OUTPUT_DIR_HINT};
-use crate::train::fit::{fit, FitRequest, StopReason};
-use crate::train::shutdown::ShutdownSignal;
 use args::{CfgPart, CommandArgs};
 use clap::Parser;
 use std::ffi::OsString;
@@ -56,6 +55,9 @@ pub enum CommandError {
     /// Training stopped with an error.
     #[error(transparent)]
     Train(Box<TrainError>),
+    /// Data-parallel training could not start, or one of its workers failed.
+    #[error(transparent)]
+    Dist(Box<DistError>),
     /// A checkpoint named by `ckpt_path` cannot be used.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -89,6 +91,12 @@ impl From<TrainError> for CommandError {
     }
 }
 
+impl From<DistError> for CommandError {
+    fn from(e: DistError) -> Self {
+        CommandError::Dist(Box::new(e))
+    }
+}
+
 impl From<trained::TrainedError> for CommandError {
     fn from(e: trained::TrainedError) -> Self {
         CommandError::Trained(Box::new(e))
@@ -102,6 +110,7 @@ impl CommandError {
             CommandError::Schema(e) => e.hint().map(str::to_string),
             CommandError::Usage { hint, .. } => hint.clone(),
             CommandError::Train(e) => e.hint(),
+            CommandError::Dist(e) => e.hint(),
             CommandError::Checkpoint(_) | CommandError::Trained(_) => None,
             CommandError::Inspect(e) => e.hint(),
             CommandError::Interrupted { run_dir, .. } => Some(format!(
@@ -117,6 +126,10 @@ impl CommandError {
             CommandError::Usage { .. } => 2,
             CommandError::Interrupted { signal, .. } if *signal == "SIGTERM" => 143,
             CommandError::Interrupted { .. } => 130,
+            CommandError::Dist(e) => match **e {
+                DistError::WorkerFailed { code, .. } => code,
+                _ => 1,
+            },
             _ => 1,
         }
     }
@@ -369,12 +382,12 @@ struct JobKind<S> {
 const TRAIN: JobKind<TrainSettings> = JobKind {
     name: "train",
     load: load_train_settings,
-    open_single: open_run_dir,
+    open_single: train::open_run_dir,
     resume_swept: |job| match &job.settings.ckpt_path {
         Some(path) => Ok(Some(resolve_ckpt_path(path, None)?)),
         None => Ok(None),
     },
-    exec: |job, dir, resume_from, _| train_job(job, dir, resume_from),
+    exec: |job, dir, resume_from, _| train::train_swept_job(job, dir, resume_from),
 };
 
 fn fresh_dir<S>(job: &PreparedJob<S>) -> Result<OpenedDir, CommandError> {
@@ -491,71 +504,12 @@ fn run_jobs<S>(
     Ok(())
 }
 
-/// The run directory of a single run and the checkpoint it resumes from. `ckpt_path=last`
-/// continues the run in `hydra.run.dir` itself; any other checkpoint starts a fresh directory.
-fn open_run_dir(
-    job: &PreparedJob<TrainSettings>,
-) -> Result<(PathBuf, Option<PathBuf>), CommandError> {
-    let io_err = |path: &Path| {
-        let path = path.display().to_string();
-        move |source| CommandError::Io { path, source }
-    };
-    match job.settings.ckpt_path.as_deref() {
-        Some(last) if last.trim() == "last" => {
-            let ckpt = resolve_ckpt_path(last, Some(&job.dir))?;
-            write_snapshot(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
-            Ok((job.dir.clone(), Some(ckpt)))
-        }
-        Some(path) => {
-            let ckpt = resolve_ckpt_path(path, None)?;
-            let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
-            Ok((dir, Some(ckpt)))
-        }
-        None => {
-            let dir = create_run_dir(&job.dir, &job.snapshot).map_err(io_err(&job.dir))?;
-            Ok((dir, None))
-        }
-    }
-}
-
-/// Trains one prepared job in `dir`.
-fn train_job(
-    job: &PreparedJob<TrainSettings>,
-    dir: &Path,
-    resume_from: Option<PathBuf>,
-) -> Result<(), CommandError> {
-    let shutdown = ShutdownSignal::install().map_err(|e| CommandError::Io {
-        path: "signal handlers".to_string(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    let request = FitRequest {
-        settings: &job.settings,
-        config: &job.snapshot.config,
-        run_dir: dir,
-        resume_from,
-        console: ConsoleSettings {
-            mode: DisplayMode::Auto,
-            plain_interval: std::time::Duration::from_secs_f64(
-                job.settings.trainer.progress_interval_s,
-            ),
-        },
-        shutdown: &shutdown,
-    };
-    let summary = fit(&request)?;
-    match summary.stop {
-        StopReason::Interrupted(signal) => Err(CommandError::Interrupted {
-            signal,
-            run_dir: dir.to_path_buf(),
-        }),
-        StopReason::Finished | StopReason::EarlyStopping(_) => Ok(()),
-    }
-}
-
 fn run_command(
     job_name: &str,
     argv: Vec<OsString>,
     out: &mut dyn Write,
 ) -> Result<(), CommandError> {
+    let raw_args: Vec<OsString> = argv.iter().skip(1).cloned().collect();
     let args = CommandArgs::try_parse_from(args::normalize_argv(argv)).map_err(|e| {
         let text = e.to_string();
         let first = text
@@ -596,6 +550,9 @@ fn run_command(
         return Ok(());
     }
     match command {
+        Command::Train if !args.multirun => {
+            train::run_single(&loader, &name, &args, &raw_args, out)
+        }
         Command::Train => run_jobs(&loader, &args, &name, out, &TRAIN),
         Command::Sample => run_jobs(&loader, &args, &name, out, &SAMPLE),
         Command::Evaluate => run_jobs(&loader, &args, &name, out, &EVALUATE),

@@ -76,7 +76,7 @@ impl StepBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::schema::{Accelerator, NanPolicy, Precision, Strategy};
+    use crate::config::schema::{Accelerator, Devices, NanPolicy, Precision, ScaleLr, Strategy};
 
     fn trainer(
         max_epochs: Option<u64>,
@@ -85,9 +85,12 @@ mod tests {
     ) -> TrainerSettings {
         TrainerSettings {
             accelerator: Accelerator::Cpu,
-            devices: 1,
+            devices: Devices::Count(1),
             num_nodes: 1,
+            node_rank: 0,
             strategy: Strategy::Auto,
+            scale_lr: ScaleLr::None,
+            collective_timeout_s: 300.0,
             precision: Precision::Full32,
             max_epochs,
             max_steps,

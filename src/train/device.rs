@@ -16,12 +16,6 @@ pub enum DeviceError {
     /// A GPU was asked for, but CUDA could not open one.
     #[error("trainer.accelerator=gpu: no usable CUDA device: {0}")]
     NoCudaDevice(String),
-    /// Data-parallel training was asked for, which this build cannot run.
-    #[error(
-        "trainer.strategy=ddp (trainer=multi_gpu) needs a build with the `nccl` feature and one GPU \
-         per process; this binary cannot run it"
-    )]
-    NoDistributedBuild,
     /// More devices were asked for than a single process uses.
     #[error("trainer.devices={0} with trainer.strategy=auto: one process trains on one device")]
     TooManyDevices(usize),
@@ -31,7 +25,7 @@ impl DeviceError {
     /// What to type instead.
     pub fn hint(&self) -> &'static str {
         match self {
-            DeviceError::NoCudaBuild | DeviceError::NoDistributedBuild => {
+            DeviceError::NoCudaBuild => {
                 "build with `cargo build --release --features cuda,nccl`, or train on this machine's \
                  CPU with trainer=cpu (or trainer.accelerator=auto)"
             }
@@ -62,13 +56,13 @@ fn cuda_device() -> Result<Device, DeviceError> {
     Device::new_cuda(0).map_err(|e| DeviceError::NoCudaDevice(e.to_string()))
 }
 
-/// Picks the device for a single-process run.
+/// Picks the device for a single-process run (data-parallel ranks get theirs from
+/// [`crate::dist::connect`]).
 pub fn choose_device(trainer: &TrainerSettings) -> Result<DeviceChoice, DeviceError> {
-    if trainer.strategy == Strategy::Ddp {
-        return Err(DeviceError::NoDistributedBuild);
-    }
-    if trainer.devices > 1 {
-        return Err(DeviceError::TooManyDevices(trainer.devices));
+    if trainer.strategy != Strategy::Ddp {
+        if let Some(n) = trainer.devices.count().filter(|&n| n > 1) {
+            return Err(DeviceError::TooManyDevices(n));
+        }
     }
     match trainer.accelerator {
         Accelerator::Cpu => Ok(DeviceChoice {

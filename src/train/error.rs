@@ -1,6 +1,7 @@
 //! Everything that can stop a training run, as one typed error with a hint where one helps.
 
 use crate::data::DataError;
+use crate::dist::DistError;
 use crate::model::ema::EmaError;
 use crate::model::generative::GenerativeError;
 use crate::model::weights::WeightsError;
@@ -21,6 +22,9 @@ pub enum TrainError {
     /// The configured device cannot be used.
     #[error(transparent)]
     Device(Box<DeviceError>),
+    /// The data-parallel job could not start, or another rank failed.
+    #[error(transparent)]
+    Dist(Box<DistError>),
     /// The data could not be read or generated.
     #[error(transparent)]
     Data(Box<DataError>),
@@ -82,6 +86,12 @@ pub enum TrainError {
 impl From<DeviceError> for TrainError {
     fn from(e: DeviceError) -> Self {
         TrainError::Device(Box::new(e))
+    }
+}
+
+impl From<DistError> for TrainError {
+    fn from(e: DistError) -> Self {
+        TrainError::Dist(Box::new(e))
     }
 }
 
@@ -150,6 +160,7 @@ impl TrainError {
     pub fn hint(&self) -> Option<String> {
         match self {
             TrainError::Device(e) => Some(e.hint().to_string()),
+            TrainError::Dist(e) => e.hint(),
             TrainError::Budget { hint, .. } => Some(hint.clone()),
             TrainError::Resume(_) => Some(
                 "resume with the checkpoint's config (only max_epochs, max_steps, logging and \

@@ -7,28 +7,31 @@
 
 use crate::config::emit::to_yaml;
 use crate::config::node::Node;
-use crate::config::schema::TrainSettings;
-use crate::data::{DataModule, SamplerState, SceneLoader};
+use crate::config::schema::{ScaleLr, TrainSettings};
+use crate::data::{DataModule, SceneLoader};
+use crate::dist::{effective_batch, injected_failure_step, DistError, World};
 use crate::model::ema::Ema;
-use crate::model::generative::GenerativeModule;
+use crate::model::generative::{BatchSlot, GenerativeModule};
 use crate::model::precision::effective_precision;
-use crate::model::weights::WeightsError;
 use crate::rng::Rng;
 use crate::telemetry::{Console, ConsoleSettings, EventWriter, MetricsLog, ProgressStats};
 use crate::train::budget::StepBudget;
 use crate::train::checkpoint::{
-    check_resume_yaml, load_checkpoint, write_checkpoint, Checkpoint, CheckpointAction,
-    CheckpointMeta, CheckpointPolicy, SaveReason, CHECKPOINT_DIR, LAST_FILE,
+    write_checkpoint, CheckpointPolicy, SaveReason, CHECKPOINT_DIR, LAST_FILE,
 };
 use crate::train::clip::{clip_grad_norm, total_grad_norm};
 use crate::train::device::choose_device;
-use crate::train::early_stopping::{EarlyStopAction, EarlyStopping};
+use crate::train::early_stopping::EarlyStopping;
 use crate::train::error::TrainError;
 use crate::train::lr::LrSchedule;
 use crate::train::nan_guard::{NanAction, NanGuard};
 use crate::train::optim::{AdamW, AdamWConfig};
 use crate::train::shutdown::ShutdownSignal;
-use crate::train::validation::{validate, ValidationPlan};
+
+pub use crate::train::summary::{FitSummary, StopReason};
+
+mod persist;
+mod validating;
 use candle_core::Tensor;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -58,64 +61,10 @@ pub struct FitRequest<'a> {
     pub console: ConsoleSettings,
     /// The stop request set by SIGINT / SIGTERM.
     pub shutdown: &'a ShutdownSignal,
-}
-
-/// Why a run ended without an error.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StopReason {
-    /// The step or epoch budget is spent.
-    Finished,
-    /// Early stopping fired.
-    EarlyStopping(String),
-    /// SIGINT or SIGTERM asked for a stop.
-    Interrupted(&'static str),
-}
-
-/// The end-of-run summary.
-#[derive(Debug, Clone)]
-pub struct FitSummary {
-    /// Optimizer steps taken in total (including those before a resume).
-    pub steps: u64,
-    /// Epochs started.
-    pub epochs: u64,
-    /// Wall time of this process's training.
-    pub wall_time: Duration,
-    /// Mean training throughput of this process.
-    pub samples_per_s: f64,
-    /// The best monitored value and its checkpoint.
-    pub best: Option<(f64, PathBuf)>,
-    /// The last validation loss.
-    pub last_val_loss: Option<f64>,
-    /// Why the run ended.
-    pub stop: StopReason,
-}
-
-impl FitSummary {
-    /// The summary as console lines.
-    pub fn render(&self, monitor: &str) -> String {
-        let mut out = String::new();
-        let how = match &self.stop {
-            StopReason::Finished => "finished".to_string(),
-            StopReason::EarlyStopping(why) => format!("stopped early: {why}"),
-            StopReason::Interrupted(sig) => format!("interrupted by {sig}"),
-        };
-        out.push_str(&format!(
-            "training {how} after {} steps ({} epochs) in {:.1} s, {:.1} samples/s\n",
-            self.steps,
-            self.epochs,
-            self.wall_time.as_secs_f64(),
-            self.samples_per_s
-        ));
-        if let Some((score, path)) = &self.best {
-            out.push_str(&format!(
-                "best {monitor}: {score:.6} ({})\n",
-                path.display()
-            ));
-        } else if let Some(v) = self.last_val_loss {
-            out.push_str(&format!("last val_loss: {v:.6}\n"));
-        }
-        out
-    }
+    /// The data-parallel job this process belongs to ([`World::single`] outside one).
+    pub world: &'a World,
+    /// The device chosen by the data-parallel setup; `None` lets the trainer settings choose.
+    pub device: Option<candle_core::Device>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> TrainError + '_ {
@@ -151,6 +100,13 @@ struct StepOutcome {
     grad_norm: f64,
 }
 
+/// Where rank 0 reports; the other ranks of a data-parallel job write nothing.
+struct Outputs {
+    events: EventWriter,
+    metrics: MetricsLog,
+    console: Console,
+}
+
 /// The trainer's state between steps: everything a checkpoint holds, and where it reports.
 struct Trainer<'a> {
     req: &'a FitRequest<'a>,
@@ -170,10 +126,10 @@ struct Trainer<'a> {
     step: u64,
     best_scores: BTreeMap<String, f64>,
     checkpoint_dir: PathBuf,
-    events: EventWriter,
-    metrics: MetricsLog,
-    console: Console,
+    out: Option<Outputs>,
     injected_nan_steps: Vec<u64>,
+    injected_failure: Option<u64>,
+    stop_agreed: bool,
     warned_missing_monitor: bool,
     last_val_loss: Option<f64>,
 }
@@ -183,95 +139,36 @@ impl Trainer<'_> {
         self.loader.state().epoch
     }
 
-    fn snapshot(&self) -> Result<Checkpoint, TrainError> {
-        let position = self.loader.state();
-        let mut meta = CheckpointMeta::new(self.step, position.epoch, self.config_yaml.clone());
-        meta.batches_seen_in_epoch = position.batch as u64;
-        meta.rng.insert("noise".to_string(), self.noise.state());
-        meta.data_sampler = serde_json::to_value(position).unwrap_or(serde_json::Value::Null);
-        meta.lr_schedule = Some(self.schedule);
-        meta.checkpoint_policy = self.policy.state().clone();
-        meta.early_stopping = self.early.as_ref().map(|e| e.state().clone());
-        meta.nan_guard = self.nan_guard.state().clone();
-        meta.best_scores = self.best_scores.clone();
-        Ok(Checkpoint {
-            model: self.module.state_dict().into_iter().collect(),
-            ema: self.ema.state_tensors()?,
-            optim: self.optimizer.state_tensors()?,
-            meta,
-        })
+    fn world(&self) -> &World {
+        self.req.world
     }
 
-    fn restore(&mut self, path: &Path) -> Result<(), TrainError> {
-        let ckpt = load_checkpoint(path, self.module.device())?;
-        let changes = check_resume_yaml(&ckpt.meta.config_yaml, self.req.config)?;
-        self.module.load_tensors(&ckpt.model).map_err(|e| match e {
-            WeightsError::Mismatch { report, .. } => WeightsError::Mismatch {
-                path: path.to_path_buf(),
-                report,
-            },
-            other => other,
-        })?;
-        self.ema.load_state(&ckpt.ema)?;
-        self.optimizer.load_state(&ckpt.optim)?;
-        let meta = ckpt.meta;
-        self.step = meta.step;
-        if let Some(state) = meta.rng.get("noise") {
-            self.noise = Rng::from_state(*state);
-        }
-        let position: SamplerState =
-            serde_json::from_value(meta.data_sampler).map_err(|e| TrainError::Budget {
-                message: format!("{}: unreadable data-sampler state: {e}", path.display()),
-                hint: "resume from another checkpoint of the run".to_string(),
-            })?;
-        self.loader.restore(position)?;
-        self.policy = self.policy.clone().with_state(meta.checkpoint_policy);
-        if let (Some(early), Some(state)) = (self.early.as_mut(), meta.early_stopping) {
-            *early = early.clone().with_state(state);
-        }
-        self.nan_guard = self.nan_guard.clone().with_state(meta.nan_guard);
-        self.best_scores = meta.best_scores;
-        self.console.println(&format!(
-            "resumed from {} at step {} (epoch {}, batch {})",
-            path.display(),
-            self.step,
-            position.epoch,
-            position.batch
-        ))?;
-        for change in changes {
-            self.console
-                .println(&format!("changed on resume: {change}"))?;
+    /// A console line (rank 0 only).
+    fn say(&mut self, line: &str) -> Result<(), TrainError> {
+        if let Some(out) = self.out.as_mut() {
+            out.console.println(line)?;
         }
         Ok(())
     }
 
-    fn apply(&mut self, actions: Vec<CheckpointAction>) -> Result<(), TrainError> {
-        let mut snapshot: Option<Checkpoint> = None;
-        for action in actions {
-            match action {
-                CheckpointAction::Save { file, reason } => {
-                    let ckpt = match snapshot.as_mut() {
-                        Some(ckpt) => ckpt,
-                        None => snapshot.insert(self.snapshot()?),
-                    };
-                    ckpt.meta.saved_as = reason;
-                    write_checkpoint(&self.checkpoint_dir.join(&file), ckpt)?;
-                }
-                CheckpointAction::Delete { file } => {
-                    let path = self.checkpoint_dir.join(&file);
-                    match std::fs::remove_file(&path) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err(&path)(e)),
-                    }
-                }
-            }
+    /// Scalars to TensorBoard and `metrics.jsonl` (rank 0 only).
+    fn log_scalars(&mut self, scalars: &[(&str, f64)], step: u64) -> Result<(), TrainError> {
+        let epoch = self.epoch();
+        if let Some(out) = self.out.as_mut() {
+            out.events.add_scalars(scalars, step)?;
+            out.metrics.append(step, epoch, scalars)?;
         }
         Ok(())
     }
 
     /// One optimizer step over up to `accumulate_grad_batches` batches (fewer at an epoch end).
+    /// In a data-parallel job the gradients, the logged loss terms and the stop request are
+    /// averaged over the ranks once, before the step, so every rank takes the same step.
     fn train_step(&mut self) -> Result<StepOutcome, TrainError> {
+        let slot = BatchSlot {
+            rank: self.world().rank(),
+            world: self.world().size(),
+        };
         let accumulate = self.settings.trainer.accumulate_grad_batches.max(1);
         let epoch = self.epoch();
         let mut grads: HashMap<String, Tensor> = HashMap::new();
@@ -285,9 +182,12 @@ impl Trainer<'_> {
         let mut micro = 0;
         while micro < accumulate {
             let batch = self.loader.next_batch()?;
-            let terms = self
-                .module
-                .loss(&batch.context, &batch.target, &mut self.noise)?;
+            let terms = self.module.loss_in_global_batch(
+                &batch.context,
+                &batch.target,
+                &mut self.noise,
+                slot,
+            )?;
             let store = (&terms.total / accumulate as f64)?.backward()?;
             for (name, var) in &self.params {
                 if let Some(g) = store.get(var.as_tensor()) {
@@ -299,7 +199,7 @@ impl Trainer<'_> {
                 }
             }
             micro += 1;
-            out.samples += batch.context.dim(0)? as u64;
+            out.samples += (batch.context.dim(0)? * slot.world) as u64;
             out.train_loss += terms.train_loss;
             out.mse += terms.mse;
             out.aux_dice += terms.aux_dice;
@@ -320,6 +220,22 @@ impl Trainer<'_> {
             self.injected_nan_steps.swap_remove(i);
             out.train_loss = f64::NAN;
         }
+        if self.injected_failure == Some(step_number) {
+            return Err(DistError::Injected {
+                rank: slot.rank,
+                step: step_number,
+            }
+            .into());
+        }
+        let mut stats = [
+            out.train_loss,
+            out.mse,
+            out.aux_dice,
+            f64::from(u8::from(self.req.shutdown.requested())),
+        ];
+        self.world().average(&self.params, &mut grads, &mut stats)?;
+        [out.train_loss, out.mse, out.aux_dice] = [stats[0], stats[1], stats[2]];
+        self.stop_agreed = stats[3] > 0.0;
         out.grad_norm = match self.settings.trainer.gradient_clip_val {
             Some(max) if out.train_loss.is_finite() => clip_grad_norm(&mut grads, max)?,
             _ => total_grad_norm(&grads)?,
@@ -335,7 +251,7 @@ impl Trainer<'_> {
                 self.step = step_number;
             }
             NanAction::SkipStep => {
-                self.console.println(&format!(
+                self.say(&format!(
                     "step {step_number}: non-finite loss or gradient, step skipped ({} so far; \
                      trainer.nan_policy=skip)",
                     self.nan_guard.state().skipped_total
@@ -343,9 +259,13 @@ impl Trainer<'_> {
             }
             NanAction::Abort { step, reason } => {
                 let saved = self.checkpoint_dir.join(LAST_FILE);
-                let mut ckpt = self.snapshot()?;
-                ckpt.meta.saved_as = SaveReason::Last;
-                write_checkpoint(&saved, &ckpt)?;
+                self.world().barrier()?;
+                if self.world().is_main() {
+                    let mut ckpt = self.snapshot()?;
+                    ckpt.meta.saved_as = SaveReason::Last;
+                    write_checkpoint(&saved, &ckpt)?;
+                }
+                self.world().barrier()?;
                 return Err(TrainError::NonFinite {
                     step,
                     reason,
@@ -370,85 +290,9 @@ impl Trainer<'_> {
             ("data_wait_frac", (waited / elapsed).min(1.0)),
             ("nan_skipped", self.nan_guard.state().skipped_total as f64),
         ];
-        self.events.add_scalars(&scalars, self.step)?;
-        self.metrics.append(self.step, self.epoch(), &scalars)?;
+        self.log_scalars(&scalars, self.step)?;
         *window = Window::default();
         *started = Instant::now();
-        Ok(())
-    }
-
-    /// Validates, logs, ranks the checkpoint, and returns the early-stopping reason if it fired.
-    fn validate_now(&mut self) -> Result<Option<String>, TrainError> {
-        if self.data.val.is_empty() {
-            return Ok(None);
-        }
-        let module = self.module.for_evaluation(Some(&self.ema))?;
-        let result = validate(
-            &module,
-            &self.data,
-            ValidationPlan {
-                batch_size: self.settings.batch_size,
-                seed: self.settings.seed,
-                grid_scenes: GRID_SCENES,
-            },
-        )?;
-        let best = self
-            .best_scores
-            .get("val_loss")
-            .map_or(result.val_loss, |b| b.min(result.val_loss));
-        self.best_scores.insert("val_loss".to_string(), best);
-        self.last_val_loss = Some(result.val_loss);
-        let (step, epoch) = (self.step, self.epoch());
-        let scalars = [
-            ("val_loss", result.val_loss),
-            ("val_loss_best", best),
-            ("val_mse", result.val_mse),
-            ("val_aux_dice", result.val_aux_dice),
-        ];
-        self.events.add_scalars(&scalars, step)?;
-        for (i, grid) in result.grids.iter().enumerate() {
-            self.events
-                .add_image(&format!("Validation_Samples_{i}"), grid, step)?;
-        }
-        self.metrics.append(step, epoch, &scalars)?;
-        self.console.println(&format!(
-            "validation at step {step} (epoch {epoch}): val_loss {:.6}, best {best:.6}, {} scenes, \
-             {} sampler evaluations",
-            result.val_loss, result.scenes, result.sample_nfe
-        ))?;
-        let metrics: BTreeMap<String, f64> =
-            scalars.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        let finished_epoch = if self.loader.state().batch == 0 {
-            epoch.saturating_sub(1)
-        } else {
-            epoch
-        };
-        match self.policy.on_validation(finished_epoch, step, &metrics) {
-            Ok(actions) => self.apply(actions)?,
-            Err(missing) => self.warn_missing_monitor(&missing.monitor, &missing.logged)?,
-        }
-        let Some(early) = self.early.as_mut() else {
-            return Ok(None);
-        };
-        let Some(&value) = metrics.get(early.monitor()) else {
-            let monitor = early.monitor().to_string();
-            self.warn_missing_monitor(&monitor, "val_loss, val_loss_best, val_mse, val_aux_dice")?;
-            return Ok(None);
-        };
-        Ok(match early.update(value, step) {
-            EarlyStopAction::Continue => None,
-            EarlyStopAction::Stop { reason } => Some(reason),
-        })
-    }
-
-    fn warn_missing_monitor(&mut self, monitor: &str, logged: &str) -> Result<(), TrainError> {
-        if !self.warned_missing_monitor {
-            self.warned_missing_monitor = true;
-            self.console.println(&format!(
-                "warning: the monitored metric '{monitor}' is not logged at validation \
-                 (logged: {logged}); set checkpoint.monitor / early_stopping.monitor to one of them"
-            ))?;
-        }
         Ok(())
     }
 }
@@ -469,13 +313,26 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         });
     }
     let mut notices = Vec::new();
-    let choice = choose_device(&s.trainer)?;
-    notices.extend(choice.notice.clone());
-    let device = choice.device;
+    let world = req.world;
+    let device = match &req.device {
+        Some(device) => device.clone(),
+        None => {
+            let choice = choose_device(&s.trainer)?;
+            notices.extend(choice.notice.clone());
+            choice.device
+        }
+    };
     let precision = effective_precision(s.trainer.precision, &device);
     notices.extend(precision.notice.clone());
 
-    let data = DataModule::from_settings(&s.data, 0, 1)?;
+    // Rank 0 first, so that only one process writes a synthetic-scene cache.
+    if !world.is_main() {
+        world.barrier()?;
+    }
+    let data = DataModule::from_settings(&s.data, world.rank(), world.size())?;
+    if world.is_main() {
+        world.barrier()?;
+    }
     notices.extend(
         data.report
             .warnings()
@@ -490,26 +347,42 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
     let mut module = GenerativeModule::new(&s.model, &device, &mut root.fork(b"init"))?;
     module.set_compute_dtype(precision.compute_dtype)?;
     let params = module.parameters();
+    world.broadcast_vars(&params)?;
+    let lr = match s.trainer.scale_lr {
+        ScaleLr::None => s.optimizer.lr,
+        ScaleLr::Linear => s.optimizer.lr * world.size() as f64,
+    };
     let optimizer = AdamW::new(
         params.clone(),
         AdamWConfig {
-            lr: s.optimizer.lr,
+            lr,
             beta1: s.optimizer.betas[0],
             beta2: s.optimizer.betas[1],
             eps: s.optimizer.eps,
             weight_decay: s.optimizer.weight_decay,
         },
     )?;
-    let ema = Ema::for_module(&module, s.model.ema_decay, s.model.ema_warmup)?;
-    let schedule = LrSchedule::new(&s.scheduler, s.optimizer.lr, budget.total_steps)?;
+    let mut ema = Ema::for_module(&module, s.model.ema_decay, s.model.ema_warmup)?;
+    let mut ema_state = ema.state_tensors()?;
+    world.broadcast_tensors(&mut ema_state)?;
+    ema.load_state(&ema_state)?;
+    let schedule = LrSchedule::new(&s.scheduler, lr, budget.total_steps)?;
 
     let checkpoint_dir = req.run_dir.join(CHECKPOINT_DIR);
-    std::fs::create_dir_all(&checkpoint_dir).map_err(io_err(&checkpoint_dir))?;
-    let flush = Duration::from_secs_f64(s.trainer.flush_secs);
-    let events =
-        EventWriter::create_with_flush_interval(&req.run_dir.join(TENSORBOARD_DIR), flush)?;
-    let metrics = MetricsLog::open(&req.run_dir.join(METRICS_FILE))?;
-    let console = Console::new(req.run_dir, budget.total_steps, req.console)?;
+    let out = if world.is_main() {
+        std::fs::create_dir_all(&checkpoint_dir).map_err(io_err(&checkpoint_dir))?;
+        let flush = Duration::from_secs_f64(s.trainer.flush_secs);
+        Some(Outputs {
+            events: EventWriter::create_with_flush_interval(
+                &req.run_dir.join(TENSORBOARD_DIR),
+                flush,
+            )?,
+            metrics: MetricsLog::open(&req.run_dir.join(METRICS_FILE))?,
+            console: Console::new(req.run_dir, budget.total_steps, req.console)?,
+        })
+    } else {
+        None
+    };
 
     let mut t = Trainer {
         req,
@@ -532,21 +405,21 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         step: 0,
         best_scores: BTreeMap::new(),
         checkpoint_dir,
-        events,
-        metrics,
-        console,
+        out,
         injected_nan_steps: inject_nan_steps(),
+        injected_failure: injected_failure_step(world.rank()),
+        stop_agreed: false,
         warned_missing_monitor: false,
         last_val_loss: None,
     };
     for line in notices {
-        t.console.println(&line)?;
+        t.say(&line)?;
     }
     if let Some(path) = &req.resume_from {
         t.restore(path)?;
     }
     let n_params: usize = t.params.iter().map(|(_, v)| v.elem_count()).sum();
-    t.console.println(&format!(
+    t.say(&format!(
         "training {} steps ({} epochs of {} steps, batch {}, {} train / {} val scenes), \
          {:.2} M parameters",
         budget.total_steps,
@@ -557,7 +430,26 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         t.data.val.len(),
         n_params as f64 / 1e6
     ))?;
-    t.events.add_config_yaml("config", &t.config_yaml, t.step)?;
+    if world.size() > 1 {
+        let accumulate = s.trainer.accumulate_grad_batches.max(1);
+        t.say(&format!(
+            "data-parallel: {} ranks, effective batch {} (batch_size {} × {} ranks × {} \
+             accumulated), lr {lr:e} (trainer.scale_lr={})",
+            world.size(),
+            effective_batch(s.batch_size, world.size(), accumulate),
+            s.batch_size,
+            world.size(),
+            accumulate,
+            match s.trainer.scale_lr {
+                ScaleLr::None => "none",
+                ScaleLr::Linear => "linear",
+            }
+        ))?;
+    }
+    let (config_yaml, step) = (t.config_yaml.clone(), t.step);
+    if let Some(out) = t.out.as_mut() {
+        out.events.add_config_yaml("config", &config_yaml, step)?;
+    }
 
     let started = Instant::now();
     let start_step = t.step;
@@ -581,7 +473,7 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         window.mse += outcome.mse;
         window.aux_dice += outcome.aux_dice;
         window.grad_norm += outcome.grad_norm;
-        t.console.update(&ProgressStats {
+        let stats = ProgressStats {
             epoch,
             step: t.step,
             loss: outcome.train_loss,
@@ -589,7 +481,10 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
             samples_per_s: window.samples as f64 / window_started.elapsed().as_secs_f64().max(1e-9),
             data_wait_frac: t.loader.wait_stats().waited.as_secs_f64()
                 / window_started.elapsed().as_secs_f64().max(1e-9),
-        })?;
+        };
+        if let Some(out) = t.out.as_mut() {
+            out.console.update(&stats)?;
+        }
         if t.step % log_every == 0 {
             t.log_window(&mut window, &mut window_started)?;
         }
@@ -612,7 +507,7 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
             stop = StopReason::EarlyStopping(reason);
             break;
         }
-        if req.shutdown.requested() {
+        if t.stop_agreed || (world.size() == 1 && req.shutdown.requested()) {
             stop = StopReason::Interrupted(req.shutdown.signal_name().unwrap_or("a stop request"));
             break;
         }
@@ -625,8 +520,11 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
     }
     let actions = t.policy.on_end(t.step);
     t.apply(actions)?;
-    t.events.flush()?;
-    t.metrics.flush()?;
+    if let Some(out) = t.out.as_mut() {
+        out.events.flush()?;
+        out.metrics.flush()?;
+    }
+    world.finish()?;
     let wall_time = started.elapsed();
     let summary = FitSummary {
         steps: t.step,
@@ -641,6 +539,8 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
         stop,
     };
     let text = summary.render(t.policy.monitor());
-    t.console.finish(text.trim_end())?;
+    if let Some(out) = t.out.as_mut() {
+        out.console.finish(text.trim_end())?;
+    }
     Ok(summary)
 }

@@ -12,4 +12,5 @@ pub mod lr;
 pub mod nan_guard;
 pub mod optim;
 pub mod shutdown;
+pub mod summary;
 pub mod validation;

@@ -43,7 +43,10 @@ pub use path::{PathSettings, PredictionType};
 pub use sampler::{DiffusionSamplerSettings, DiffusionSamplerType, OdeMethod};
 pub use sampler::{OdeSamplerSettings, SamplerSettings, TimestepSpacing, VarianceType};
 pub use target::{Target, Validate};
-pub use trainer::{Accelerator, NanPolicy, Precision, Strategy, TrainerSettings, ValCheckInterval};
+pub use trainer::{
+    Accelerator, Devices, NanPolicy, Precision, ScaleLr, Strategy, TrainerSettings,
+    ValCheckInterval,
+};
 
 use crate::config::node::Node;
 use check::{at_least_one, ensure, positive};

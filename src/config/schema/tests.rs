@@ -161,12 +161,22 @@ fn a_wrong_type_names_key_file_line_expected_and_found() {
     assert!(error_of(&job).message.contains("a list of 2 items"));
 
     let mut job = fm();
+    set(&mut job, "trainer.num_nodes='2'", s("2"));
+    let err = error_of(&job);
+    assert_eq!(err.key, "trainer.num_nodes");
+    assert_eq!(
+        err.hint(),
+        Some("write the number without quotes: trainer.num_nodes=2")
+    );
+
+    let mut job = fm();
     set(&mut job, "trainer.devices='2'", s("2"));
     let err = error_of(&job);
     assert_eq!(err.key, "trainer.devices");
-    assert_eq!(
-        err.hint(),
-        Some("write the number without quotes: trainer.devices=2")
+    assert!(
+        err.message
+            .contains("expected an integer number of devices or 'auto'"),
+        "{err}"
     );
 }
 
@@ -398,12 +408,19 @@ fn counts_ratios_and_exclusive_keys_are_checked() {
             Value::Int(-2),
             "checkpoint.save_top_k",
         ),
-        ("trainer.strategy=ddp", s("ddp"), "trainer.strategy"),
+        ("trainer.strategy=ddp", s("ddp"), "trainer.accelerator"),
+        ("trainer.node_rank=1", Value::Int(1), "trainer.node_rank"),
+        (
+            "trainer.collective_timeout_s=0",
+            Value::Int(0),
+            "trainer.collective_timeout_s",
+        ),
+        ("trainer.devices=auto", s("auto"), "trainer.devices"),
     ];
     for (text, value, key) in cases {
         let mut job = fm();
         if text.starts_with("trainer.strategy") {
-            set(&mut job, "trainer.accelerator=cpu", s("cpu"));
+            set(&mut job, "trainer.accelerator=auto", s("auto"));
         }
         set(&mut job, text, value.clone());
         let err = error_of(&job);

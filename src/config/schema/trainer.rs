@@ -20,12 +20,22 @@ pub static TRAINER_TARGETS: &[Target<TrainerSettings>] = &[Target {
 pub struct TrainerSettings {
     /// Which kind of device to train on.
     pub accelerator: Accelerator,
-    /// Devices per node.
-    pub devices: usize,
+    /// Devices per node (`auto`: every visible GPU, or the launcher's world size).
+    pub devices: Devices,
     /// Number of nodes.
     pub num_nodes: usize,
+    /// This node's index among `num_nodes` when `train` starts the workers of one node itself.
+    #[serde(default)]
+    pub node_rank: usize,
     /// How work is spread over devices.
     pub strategy: Strategy,
+    /// How the learning rate follows the data-parallel world size.
+    #[serde(default)]
+    pub scale_lr: ScaleLr,
+    /// Seconds a collective (all-reduce, broadcast, barrier) or the rendezvous may wait before
+    /// the whole job stops with an error.
+    #[serde(default = "default_collective_timeout_s")]
+    pub collective_timeout_s: f64,
     /// Numeric precision.
     pub precision: Precision,
     /// Stop after this many epochs (null: no epoch limit).
@@ -69,6 +79,84 @@ fn default_flush_secs() -> f64 {
     5.0
 }
 
+fn default_collective_timeout_s() -> f64 {
+    300.0
+}
+
+/// How many devices a node trains on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Devices {
+    /// Every visible GPU (or, under an external launcher, whatever its world size says).
+    Auto,
+    /// Exactly this many.
+    Count(usize),
+}
+
+impl Devices {
+    /// The count, or `None` for `auto`.
+    pub fn count(self) -> Option<usize> {
+        match self {
+            Devices::Auto => None,
+            Devices::Count(n) => Some(n),
+        }
+    }
+}
+
+impl fmt::Display for Devices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Devices::Auto => f.write_str("auto"),
+            Devices::Count(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+struct DevicesVisitor;
+
+impl Visitor<'_> for DevicesVisitor {
+    type Value = Devices;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer number of devices or 'auto'")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Devices, E> {
+        usize::try_from(v)
+            .map(Devices::Count)
+            .map_err(|_| E::invalid_value(Unexpected::Signed(v), &self))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Devices, E> {
+        usize::try_from(v)
+            .map(Devices::Count)
+            .map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Devices, E> {
+        match v.trim() {
+            "auto" => Ok(Devices::Auto),
+            _ => Err(E::invalid_type(Unexpected::Str(v), &self)),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Devices {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DevicesVisitor)
+    }
+}
+
+/// How the learning rate follows the data-parallel world size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScaleLr {
+    /// Keep `optimizer.lr` whatever the world size.
+    #[default]
+    None,
+    /// Multiply `optimizer.lr` by the world size (the linear scaling rule).
+    Linear,
+}
+
 /// What to do with a step whose loss or gradient norm is not finite.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -98,7 +186,7 @@ pub enum Accelerator {
 pub enum Strategy {
     /// One process on one device.
     Auto,
-    /// Distributed data parallel: one process per GPU (NCCL).
+    /// Distributed data parallel: one process per device (NCCL on GPUs, MPI on the CPU).
     Ddp,
 }
 
@@ -243,7 +331,9 @@ impl<'de> Deserialize<'de> for ValCheckInterval {
 
 impl Validate for TrainerSettings {
     fn validate(&self, at: &NodeDe<'_>) -> Result<(), SchemaError> {
-        at_least_one(at, "devices", self.devices as u64)?;
+        if let Devices::Count(n) = self.devices {
+            at_least_one(at, "devices", n as u64)?;
+        }
         at_least_one(at, "num_nodes", self.num_nodes as u64)?;
         at_least_one(
             at,
@@ -269,6 +359,19 @@ impl Validate for TrainerSettings {
         )?;
         positive(at, "progress_interval_s", self.progress_interval_s)?;
         positive(at, "flush_secs", self.flush_secs)?;
+        positive(at, "collective_timeout_s", self.collective_timeout_s)?;
+        ensure(
+            self.node_rank < self.num_nodes,
+            at,
+            "node_rank",
+            || {
+                format!(
+                    "must be below num_nodes ({}), found {}",
+                    self.num_nodes, self.node_rank
+                )
+            },
+            || format!("set {}=0 on the first node", at.key_of("node_rank")),
+        )?;
         if let Some(n) = self.check_val_every_n_epoch {
             at_least_one(at, "check_val_every_n_epoch", n as u64)?;
         }
@@ -292,11 +395,21 @@ impl Validate for TrainerSettings {
             None => {}
         }
         ensure(
-            !(self.strategy == Strategy::Ddp && self.accelerator == Accelerator::Cpu),
+            !(self.strategy == Strategy::Ddp && self.accelerator == Accelerator::Auto),
             at,
-            "strategy",
-            || "strategy 'ddp' runs one process per GPU, but accelerator is 'cpu'".to_string(),
-            || "use trainer=multi_gpu (accelerator=gpu), or trainer.strategy=auto".to_string(),
+            "accelerator",
+            || {
+                "strategy 'ddp' needs accelerator 'gpu' (NCCL) or 'cpu' (MPI), found 'auto'"
+                    .to_string()
+            },
+            || "use trainer=multi_gpu (GPUs) or trainer=ddp_cpu (CPU processes)".to_string(),
+        )?;
+        ensure(
+            self.strategy == Strategy::Ddp || self.devices != Devices::Auto,
+            at,
+            "devices",
+            || "'auto' is only meaningful with strategy 'ddp'".to_string(),
+            || format!("set {}=1", at.key_of("devices")),
         )
     }
 }

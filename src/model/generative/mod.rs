@@ -39,6 +39,20 @@ pub use time::TimeDistribution;
 use loss::{dice_loss, diffusion_clean_prediction, mse};
 use time::network_time;
 
+/// Which rows of a data-parallel global batch this process holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSlot {
+    /// This rank.
+    pub rank: usize,
+    /// The number of ranks.
+    pub world: usize,
+}
+
+impl BatchSlot {
+    /// The whole batch, in one process.
+    pub const SOLE: BatchSlot = BatchSlot { rank: 0, world: 1 };
+}
+
 /// How far inside (0, 1) the flow time is kept when the clean mask is read off a velocity.
 const CLEAN_PREDICTION_T_MARGIN: f32 = 1e-4;
 
@@ -361,15 +375,47 @@ impl GenerativeModule {
         target: &Tensor,
         rng: &mut Rng,
     ) -> Result<LossTerms, GenerativeError> {
+        self.loss_in_global_batch(context, target, rng, BatchSlot::SOLE)
+    }
+
+    /// The loss of this rank's rows of a data-parallel global batch: the times and the noise are
+    /// drawn for all `B × world` rows, exactly as one process would for the whole batch, and rows
+    /// `rank, rank + world, …` are kept (the rows the sampler gives this rank). So a data-parallel
+    /// run sees the draws of a one-process run with a `world`-times larger batch, and every
+    /// rank's `rng` stays in the same state.
+    pub fn loss_in_global_batch(
+        &self,
+        context: &Tensor,
+        target: &Tensor,
+        rng: &mut Rng,
+        slot: BatchSlot,
+    ) -> Result<LossTerms, GenerativeError> {
         let batch = self.layout.check_context(context)?;
         self.layout.check_target(target, batch)?;
         let dev = &self.device;
+        let global = batch * slot.world;
+        let rows = (slot.world > 1)
+            .then(|| {
+                let idx: Vec<u32> = (0..batch)
+                    .map(|k| (slot.rank + k * slot.world) as u32)
+                    .collect();
+                Tensor::from_vec(idx, batch, dev)
+            })
+            .transpose()?;
+        let mine = |t: Tensor| -> Result<Tensor, GenerativeError> {
+            Ok(match &rows {
+                Some(idx) => t.index_select(idx, 0)?,
+                None => t,
+            })
+        };
+        let mut global_dims = target.dims().to_vec();
+        global_dims[0] = global;
         let clean = target.to_dtype(DType::F32)?.to_device(dev)?;
         let context = context.to_device(dev)?;
         let (prediction, regression_target, clean_prediction) = match &self.config.path {
             ProbPath::Affine(path) => {
-                let t = self.config.time_distribution.flow_times(batch, rng, dev)?;
-                let x_0 = rng.randn(clean.dims(), dev)?;
+                let t = mine(self.config.time_distribution.flow_times(global, rng, dev)?)?;
+                let x_0 = mine(rng.randn(global_dims.as_slice(), dev)?)?;
                 let sample = path.sample(&x_0, &clean, &FlowTime::new(t.clone())?)?;
                 let out = self.predict(
                     &context,
@@ -388,13 +434,13 @@ impl GenerativeModule {
                 schedule,
                 prediction_type,
             } => {
-                let ts = self.config.time_distribution.timesteps(
-                    batch,
+                let ts = mine(self.config.time_distribution.timesteps(
+                    global,
                     schedule.num_train_timesteps(),
                     rng,
                     dev,
-                )?;
-                let noise = rng.randn(clean.dims(), dev)?;
+                )?)?;
+                let noise = mine(rng.randn(global_dims.as_slice(), dev)?)?;
                 let noisy = schedule.add_noise(&clean, &noise, &ts)?;
                 let out = self.predict(
                     &context,

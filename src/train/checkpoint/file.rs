@@ -238,12 +238,22 @@ pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
 /// Loads the checkpoint at `path`, its tensors on `device`.
 pub fn load_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| read_error(path, e))?;
-    let header = parse_header(path, bytes.len() as u64, &bytes)?;
+    load_checkpoint_bytes(path, &bytes, device)
+}
+
+/// Parses the bytes of the checkpoint file `path` (already read, e.g. by another rank), its
+/// tensors on `device`.
+pub fn load_checkpoint_bytes(
+    path: &Path,
+    bytes: &[u8],
+    device: &Device,
+) -> Result<Checkpoint, CheckpointError> {
+    let header = parse_header(path, bytes.len() as u64, bytes)?;
     let corrupt = |detail: String| CheckpointError::Corrupt {
         path: path.to_path_buf(),
         detail,
     };
-    let st = safetensors::SafeTensors::deserialize(&bytes)
+    let st = safetensors::SafeTensors::deserialize(bytes)
         .map_err(|e| corrupt(format!("its tensor table is invalid ({e})")))?;
     if let Some(expected) = &header.tensor_hash {
         let mut names = st.names();
@@ -264,7 +274,7 @@ pub fn load_checkpoint(path: &Path, device: &Device) -> Result<Checkpoint, Check
             ));
         }
     }
-    let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+    let tensors = candle_core::safetensors::load_buffer(bytes, device)
         .map_err(|e| corrupt(format!("its tensors cannot be loaded ({e})")))?;
     let mut ckpt = Checkpoint {
         model: HashMap::new(),

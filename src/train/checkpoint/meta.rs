@@ -42,6 +42,13 @@ pub struct CheckpointMeta {
     pub saved_as: SaveReason,
     /// The resolved job config as YAML.
     pub config_yaml: String,
+    /// The number of data-parallel ranks of the run (1 in files written before it was stored).
+    #[serde(default = "one")]
+    pub world_size: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 impl CheckpointMeta {
@@ -63,6 +70,7 @@ impl CheckpointMeta {
             best_scores: BTreeMap::new(),
             saved_as: SaveReason::Last,
             config_yaml: config_yaml.into(),
+            world_size: 1,
         }
     }
 }

@@ -11,7 +11,7 @@ pub mod policy;
 
 pub use compat::{check_resume, check_resume_yaml, config_diff, ConfigChange, ResumeError};
 pub use error::CheckpointError;
-pub use file::{load_checkpoint, read_meta, write_checkpoint, Checkpoint};
+pub use file::{load_checkpoint, load_checkpoint_bytes, read_meta, write_checkpoint, Checkpoint};
 pub use locate::{list_checkpoints, resolve_ckpt_path, CHECKPOINT_DIR};
 pub use meta::{CheckpointMeta, FORMAT_VERSION};
 pub use policy::{
