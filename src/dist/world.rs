@@ -179,17 +179,21 @@ impl World {
         }
         let err = tensor_err("broadcast", self.rank());
         for (_, var) in params {
-            let t = var.as_tensor();
-            let flat = t.flatten_all().map_err(&err)?;
-            let got = self.guarded("broadcast", || self.backend.broadcast(&flat, 0))?;
-            let back = got
-                .to_device(t.device())
-                .and_then(|g| g.reshape(t.shape()))
-                .and_then(|g| g.to_dtype(t.dtype()))
-                .map_err(&err)?;
+            let back = self.broadcast_one(var.as_tensor())?;
             var.set(&back).map_err(&err)?;
         }
         Ok(())
+    }
+
+    /// Rank 0's value of `t`, with `t`'s shape, dtype and device.
+    fn broadcast_one(&self, t: &Tensor) -> Result<Tensor, DistError> {
+        let err = tensor_err("broadcast", self.rank());
+        let flat = t.flatten_all().map_err(&err)?;
+        let got = self.guarded("broadcast", || self.backend.broadcast(&flat, 0))?;
+        got.to_device(t.device())
+            .and_then(|g| g.reshape(t.shape()))
+            .and_then(|g| g.to_dtype(t.dtype()))
+            .map_err(&err)
     }
 
     /// Replaces every tensor of `map` by rank 0's (the key sets must agree).
@@ -197,18 +201,10 @@ impl World {
         if self.size() == 1 {
             return Ok(());
         }
-        let err = tensor_err("broadcast", self.rank());
         let mut names: Vec<String> = map.keys().cloned().collect();
         names.sort();
         for name in names {
-            let t = &map[&name];
-            let flat = t.flatten_all().map_err(&err)?;
-            let got = self.guarded("broadcast", || self.backend.broadcast(&flat, 0))?;
-            let back = got
-                .to_device(t.device())
-                .and_then(|g| g.reshape(t.shape()))
-                .and_then(|g| g.to_dtype(t.dtype()))
-                .map_err(&err)?;
+            let back = self.broadcast_one(&map[&name])?;
             map.insert(name, back);
         }
         Ok(())
