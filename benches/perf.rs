@@ -1,7 +1,8 @@
 //! The performance harness of issue 9: one run, one table, one JSON file.
 //!
 //! * `train --cfg job` wall time (process start included; median of 20 runs).
-//! * sgemm 2048² through candle's matmul, for the ceiling this machine's gemm reaches.
+//! * sgemm 2048² through candle's matmul and through the fused kernels' product (OpenBLAS when
+//!   the system has it, see `kernels::set_blas`), for the ceiling each path's gemm reaches.
 //! * Training samples/s (forward, backward, AdamW lr 1e-4 wd 0.01; CondOT flow-matching MSE)
 //!   of CPU_SMALL at batch 64 and NAMO64 at batch 16, and 20-step Euler sampling evaluations/s
 //!   at batch 16, each with the fused kernels on and off (`FLOWRUN_FUSED`), steps interleaved
@@ -123,20 +124,29 @@ fn sample_rates(case: &Case, dev: &Device) -> Res<[f64; 2]> {
     Ok(rates)
 }
 
-/// GFLOP/s of candle's f32 matmul at 2048² (median of 3 after a warm-up).
-fn sgemm_gflops(dev: &Device) -> Res<f64> {
+/// GFLOP/s at 2048² (median of 3 after a warm-up) of candle's f32 matmul and of the fused
+/// kernels' product (`kernels::linear` without bias, through OpenBLAS when it is loaded).
+fn sgemm_gflops(dev: &Device) -> Res<(f64, f64)> {
     let n = 2048;
     let a = Tensor::randn(0f32, 1.0, (n, n), dev)?;
     let b = Tensor::randn(0f32, 1.0, (n, n), dev)?;
-    a.matmul(&b)?;
-    let times = (0..3)
-        .map(|_| -> Res<f64> {
-            let start = Instant::now();
-            a.matmul(&b)?;
-            Ok(start.elapsed().as_secs_f64())
-        })
-        .collect::<Res<Vec<_>>>()?;
-    Ok(2.0 * (n as f64).powi(3) / median(times) / 1e9)
+    let bt = b.t()?.contiguous()?;
+    let rate = |product: &dyn Fn() -> candle_core::Result<Tensor>| -> Res<f64> {
+        product()?;
+        let times = (0..3)
+            .map(|_| -> Res<f64> {
+                let start = Instant::now();
+                product()?;
+                Ok(start.elapsed().as_secs_f64())
+            })
+            .collect::<Res<Vec<_>>>()?;
+        Ok(2.0 * (n as f64).powi(3) / median(times) / 1e9)
+    };
+    kernels::set_fused(true);
+    Ok((
+        rate(&|| a.matmul(&b))?,
+        rate(&|| kernels::linear(&a, &bt, None))?,
+    ))
 }
 
 /// Median wall time of `train --cfg job` in ms (20 runs after 3 warm-up runs).
@@ -195,16 +205,23 @@ fn main() -> Res<()> {
         },
     ];
     let cfg_ms = cfg_job_ms()?;
-    let sgemm = sgemm_gflops(&dev)?;
+    let (sgemm, sgemm_fused) = sgemm_gflops(&dev)?;
+    let blas = kernels::blas_description();
     println!(
         "flowrun perf: candle CPU, {threads} threads; PyTorch 2.15 eager, 2 threads; \
-         f32 peak {PEAK_GFLOPS} GFLOP/s; sgemm 2048² this run {sgemm:.1} GFLOP/s ({:.0}% of peak)",
-        100.0 * sgemm / PEAK_GFLOPS
+         f32 peak {PEAK_GFLOPS} GFLOP/s"
+    );
+    println!("fused kernels' sgemm: {blas}");
+    println!(
+        "sgemm 2048² this run: candle {sgemm:.1} GFLOP/s ({:.0}% of peak), fused kernels \
+         {sgemm_fused:.1} GFLOP/s ({:.0}% of peak)",
+        100.0 * sgemm / PEAK_GFLOPS,
+        100.0 * sgemm_fused / PEAK_GFLOPS
     );
     println!("train --cfg job: {cfg_ms:.2} ms (median of 20 processes)");
     println!(
         "{:<10} {:<22} {:<6} {:>9} {:>12} {:>8} {:>8} {:>7} {:>7}",
-        "config", "measure", "path", "flowrun", "pytorch", "ratio*", "GFLOP/s", "%peak", "%sgemm"
+        "config", "measure", "path", "flowrun", "pytorch", "ratio*", "GFLOP/s", "%peak", "%sgemm†"
     );
     let mut rows = Vec::new();
     for case in &cases {
@@ -228,6 +245,7 @@ fn main() -> Res<()> {
             for (m, (_, path)) in MODES.iter().enumerate() {
                 let value = values[m];
                 let gflops = value * flops / 1e9;
+                let path_sgemm = if m == 0 { sgemm_fused } else { sgemm };
                 println!(
                     "{:<10} {:<22} {:<6} {:>9.2} {:>12} {:>7.2}x {:>8.1} {:>6.1}% {:>6.0}%",
                     case.name,
@@ -238,7 +256,7 @@ fn main() -> Res<()> {
                     value / hi,
                     gflops,
                     100.0 * gflops / PEAK_GFLOPS,
-                    100.0 * gflops / sgemm
+                    100.0 * gflops / path_sgemm
                 );
                 rows.push(serde_json::json!({
                     "config": case.name,
@@ -250,13 +268,16 @@ fn main() -> Res<()> {
                     "ratio_to_pytorch_high": value / hi,
                     "gflops": gflops,
                     "fraction_of_peak": gflops / PEAK_GFLOPS,
-                    "fraction_of_sgemm": gflops / sgemm,
+                    "fraction_of_sgemm": gflops / path_sgemm,
                 }));
             }
         }
     }
     let rss = peak_rss_mib();
     println!("* ratio = flowrun / upper end of the PyTorch range (> 1 is faster than PyTorch)");
+    println!(
+        "† against the sgemm that path uses: the fused kernels' for fused, candle's for plain"
+    );
     if let Some(rss) = rss {
         println!("peak RSS of this process: {rss:.0} MiB");
     }
@@ -269,6 +290,8 @@ fn main() -> Res<()> {
         "threads": threads,
         "peak_gflops": PEAK_GFLOPS,
         "sgemm_2048_gflops": sgemm,
+        "sgemm_2048_gflops_fused": sgemm_fused,
+        "fused_sgemm": blas,
         "cfg_job_ms": cfg_ms,
         "peak_rss_mib": rss,
         "rows": rows,

@@ -528,6 +528,12 @@ fn run_command(
     let machine = MachineSettings::load()
         .map_err(|m| usage(m, "fix the FLOWRUN_* variables or the settings file"))?;
     crate::model::kernels::set_fused(machine.fused);
+    crate::model::kernels::set_blas(&machine.blas).map_err(|e| {
+        usage(
+            e.to_string(),
+            "set FLOWRUN_BLAS=auto to fall back to candle's gemm when OpenBLAS is missing",
+        )
+    })?;
     crate::model::kernels::tune_allocator();
     let loader = ConfigLoader::new(repo, machine, job_name);
     let command = Command::for_job(job_name);

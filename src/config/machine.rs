@@ -23,6 +23,9 @@ pub struct MachineSettings {
     pub cache_dir: String,
     /// Whether the DiT uses the fused CPU kernels (`crate::model::kernels`). Env: `FLOWRUN_FUSED`.
     pub fused: bool,
+    /// Which sgemm the fused kernels call: `auto`, `on`, `off` or a CBLAS library (see
+    /// `crate::model::kernels::set_blas`). Env: `FLOWRUN_BLAS`.
+    pub blas: String,
 }
 
 impl Default for MachineSettings {
@@ -33,6 +36,7 @@ impl Default for MachineSettings {
             data_root: "data".into(),
             cache_dir: ".cache/flowrun".into(),
             fused: true,
+            blas: "auto".into(),
         }
     }
 }
@@ -91,10 +95,11 @@ impl MachineSettings {
             data_root: get("data_root", defaults.data_root)?,
             cache_dir: get("cache_dir", defaults.cache_dir)?,
             fused,
+            blas: get("blas", defaults.blas)?,
         };
         if let Some(unknown) = table.keys().next() {
             return Err(format!(
-                "unknown flowrun setting '{unknown}' (from FLOWRUN_{} or the settings file); valid settings: outputs_root, multirun_root, data_root, cache_dir, fused",
+                "unknown flowrun setting '{unknown}' (from FLOWRUN_{} or the settings file); valid settings: outputs_root, multirun_root, data_root, cache_dir, fused, blas",
                 unknown.to_uppercase()
             ));
         }

@@ -11,9 +11,9 @@
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
-use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::sgemm::{sgemm, Mat, MatMut};
 use super::{applies, simd, slice};
 
 /// Softmax attention over `qkv (B, N, 3D)` with `heads` heads; returns `(B, N, D)`.
@@ -90,46 +90,36 @@ struct SharedMut(*mut f32);
 unsafe impl Send for SharedMut {}
 unsafe impl Sync for SharedMut {}
 
-/// `dst (m×n) = beta · lhs (m×k) · rhs (k×n)` with (row stride, column stride) per operand.
+/// `dst (m×n) = beta · lhs (m×k) · rhs (k×n)` with (row stride, column stride) per operand,
+/// on the calling thread.
 ///
 /// # Safety
 /// Every pointer must address the full strided matrix it describes.
-#[allow(clippy::too_many_arguments)]
 unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
+    dims: (usize, usize, usize),
     dst: (*mut f32, usize, usize),
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
     beta: f32,
 ) {
-    gemm(
-        m,
-        n,
-        k,
-        dst.0,
-        dst.2 as isize,
-        dst.1 as isize,
-        false,
-        lhs.0,
-        lhs.2 as isize,
-        lhs.1 as isize,
-        rhs.0,
-        rhs.2 as isize,
-        rhs.1 as isize,
-        0.0,
-        beta,
-        false,
-        false,
-        false,
-        Parallelism::None,
-    );
+    let mat = |(ptr, row_stride, col_stride)| Mat {
+        ptr,
+        row_stride,
+        col_stride,
+    };
+    let dst = MatMut {
+        ptr: dst.0,
+        row_stride: dst.1,
+        col_stride: dst.2,
+    };
+    sgemm(dims, dst, mat(lhs), mat(rhs), beta, false)
 }
 
 /// Row-wise softmax in place over rows of length `n`.
 #[inline(always)]
 fn softmax_rows(p: &mut [f32], n: usize) {
     for row in p.chunks_exact_mut(n) {
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let max = simd::max(row);
         for v in row.iter_mut() {
             *v = simd::exp(*v - max);
         }

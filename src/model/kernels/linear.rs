@@ -1,17 +1,16 @@
-//! Linear layers as one 2-D matmul plus a fused bias add.
-//!
-//! candle differentiates `broadcast_add(bias)` by a strided reduction over every leading dim,
-//! which on the CPU walks the gradient element by element with index arithmetic (a fifth of a
-//! CPU_SMALL training step). [`linear`] folds all leading dims into the matmul's rows and adds
-//! the bias in a custom op whose backward is a vectorised column sum over fixed row blocks
-//! (summed in a fixed order, so the result does not depend on the thread count or scheduling).
+//! Linear layers as custom ops over one 2-D product: every leading dim of the input is folded
+//! into the rows, the bias is written into the output before the product accumulates onto it,
+//! and the backward pass computes `dx = dy w`, `dw = dyᵀ x` and `db` (a vectorised column sum
+//! over fixed row blocks, summed in a fixed order) without candle's transposes, strided
+//! gradient adds or broadcast reductions. The products go through [`super::sgemm`].
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::sgemm::{sgemm_parallel, Mat, MatMut};
 use super::{applies, simd, slice};
 
-/// Rows per block of the bias-gradient column sum.
+/// Rows per block of the bias fill and of the bias-gradient column sum.
 const BLOCK_ROWS: usize = 256;
 
 /// `x wᵀ + b` over the last dim of `x` (any rank ≥ 1), with `w (out, in)` and `b (out)`.
@@ -25,29 +24,38 @@ pub fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result
 
 /// candle-nn's `Linear::forward`: the matmul, then `broadcast_add` of the bias.
 pub fn linear_plain(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let y = matmul_rows(x, w)?;
+    let (rows, k, out) = row_dims(x, w)?;
+    let y = x
+        .contiguous()?
+        .reshape((rows, k))?
+        .matmul(&w.t()?)?
+        .reshape(out)?;
     match b {
         Some(b) => y.broadcast_add(b),
         None => Ok(y),
     }
 }
 
-/// `x wᵀ` with every leading dim of `x` folded into the rows of one 2-D matmul.
-fn matmul_rows(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+/// The rows of `x` once its leading dims are folded, its last dim, and the output shape.
+fn row_dims(x: &Tensor, w: &Tensor) -> candle_core::Result<(usize, usize, Vec<usize>)> {
     let dims = x.dims();
     let Some((&k, lead)) = dims.split_last() else {
         candle_core::bail!("linear: input is a scalar");
     };
-    let rows: usize = lead.iter().product();
-    let y = x.contiguous()?.reshape((rows, k))?.matmul(&w.t()?)?;
+    let (out_features, in_features) = w.dims2()?;
+    if in_features != k {
+        candle_core::bail!("linear: input {dims:?} does not fit weight {:?}", w.dims());
+    }
     let mut out = lead.to_vec();
-    out.push(w.dim(0)?);
-    y.reshape(out)
+    out.push(out_features);
+    Ok((lead.iter().product(), k, out))
 }
 
 fn linear_fused(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let y = matmul_rows(x, w)?;
-    match b {
+    let (rows, k, out) = row_dims(x, w)?;
+    let x2 = x.contiguous()?.reshape((rows, k))?;
+    let w = w.contiguous()?;
+    let y = match b {
         Some(b) => {
             if b.dims() != [w.dim(0)?] {
                 candle_core::bail!(
@@ -56,18 +64,92 @@ fn linear_fused(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Resu
                     w.dims()
                 );
             }
-            y.apply_op2(&b.contiguous()?, BiasAdd)
+            x2.apply_op3(&w, &b.contiguous()?, AffineRows)?
         }
-        None => Ok(y),
+        None => x2.apply_op2(&w, Product::X_WT)?,
+    };
+    y.reshape(out)
+}
+
+/// The dims of a 2-D operand.
+fn dims2(l: &Layout, op: &str) -> candle_core::Result<(usize, usize)> {
+    match l.dims() {
+        &[r, c] => Ok((r, c)),
+        other => candle_core::bail!("{op}: expected a matrix, got shape {other:?}"),
     }
 }
 
-/// `y + b` with `b` broadcast over every row of `y`.
-struct BiasAdd;
+/// A fresh `len`-element buffer filled by `write`, which must write every element.
+fn filled(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    write(out.as_mut_ptr());
+    // SAFETY: `write` initialised all `len` elements of the reserved capacity.
+    unsafe { out.set_len(len) };
+    out
+}
 
-impl CustomOp2 for BiasAdd {
+/// `op(a) · op(b)` of two row-major matrices, each optionally transposed.
+#[derive(Debug, Clone, Copy)]
+struct Product {
+    a_transposed: bool,
+    b_transposed: bool,
+}
+
+impl Product {
+    /// `x wᵀ`: a Linear layer without bias.
+    const X_WT: Product = Product {
+        a_transposed: false,
+        b_transposed: true,
+    };
+    /// `dy w`: the input gradient of a Linear layer.
+    const DY_W: Product = Product {
+        a_transposed: false,
+        b_transposed: false,
+    };
+    /// `dyᵀ x`: the weight gradient of a Linear layer.
+    const DYT_X: Product = Product {
+        a_transposed: true,
+        b_transposed: false,
+    };
+
+    /// `(m, n, k)` and the two operands, from the stored shapes.
+    fn operands<'a>(
+        &self,
+        a: &'a [f32],
+        (ar, ac): (usize, usize),
+        b: &'a [f32],
+        (br, bc): (usize, usize),
+    ) -> candle_core::Result<((usize, usize, usize), Mat, Mat)> {
+        let (m, k) = if self.a_transposed {
+            (ac, ar)
+        } else {
+            (ar, ac)
+        };
+        let (kb, n) = if self.b_transposed {
+            (bc, br)
+        } else {
+            (br, bc)
+        };
+        if k != kb {
+            candle_core::bail!("fused-product: inner dims {k} and {kb} differ");
+        }
+        let lhs = if self.a_transposed {
+            Mat::transposed(a, ac)
+        } else {
+            Mat::rows(a, ac)
+        };
+        let rhs = if self.b_transposed {
+            Mat::transposed(b, bc)
+        } else {
+            Mat::rows(b, bc)
+        };
+        Ok(((m, n, k), lhs, rhs))
+    }
+}
+
+impl CustomOp2 for Product {
     fn name(&self) -> &'static str {
-        "fused-bias-add"
+        "fused-product"
     }
 
     fn cpu_fwd(
@@ -77,34 +159,91 @@ impl CustomOp2 for BiasAdd {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let y = slice(s1, l1, self.name())?;
+        let a = slice(s1, l1, self.name())?;
         let b = slice(s2, l2, self.name())?;
-        let c = b.len();
-        let mut out = vec![0f32; y.len()];
-        out.par_chunks_mut(BLOCK_ROWS * c)
-            .zip(y.par_chunks(BLOCK_ROWS * c))
-            .for_each(|(o, y)| {
-                simd::vectorized(|| {
-                    for (o, y) in o.chunks_exact_mut(c).zip(y.chunks_exact(c)) {
-                        for i in 0..c {
-                            o[i] = y[i] + b[i];
-                        }
-                    }
-                })
-            });
-        Ok((CpuStorage::F32(out), l1.shape().clone()))
+        let (dims, lhs, rhs) =
+            self.operands(a, dims2(l1, self.name())?, b, dims2(l2, self.name())?)?;
+        let (m, n, _) = dims;
+        let out = filled(m * n, |dst| {
+            // SAFETY: lhs, rhs address the full stored matrices; dst has m·n elements.
+            unsafe { sgemm_parallel(dims, MatMut::rows(dst, n), lhs, rhs, 1.0, false) }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 
     fn bwd(
         &self,
+        x: &Tensor,
+        w: &Tensor,
         _y: &Tensor,
-        b: &Tensor,
-        _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let db = grad.apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
-        Ok((Some(grad), Some(db)))
+        let (dx, dw) = linear_grads(x, w, grad)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+/// `dx = dy w` and `dw = dyᵀ x` for `y = x wᵀ`.
+fn linear_grads(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(Tensor, Tensor)> {
+    let grad = grad.contiguous()?;
+    let dx = grad.apply_op2_no_bwd(w, &Product::DY_W)?;
+    let dw = grad.apply_op2_no_bwd(x, &Product::DYT_X)?;
+    Ok((dx, dw))
+}
+
+/// `x wᵀ + b` with `x (rows, in)`, `w (out, in)`, `b (out)`.
+struct AffineRows;
+
+impl CustomOp3 for AffineRows {
+    fn name(&self) -> &'static str {
+        "fused-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(s1, l1, self.name())?;
+        let w = slice(s2, l2, self.name())?;
+        let b = slice(s3, l3, self.name())?;
+        let (dims, lhs, rhs) =
+            Product::X_WT.operands(x, dims2(l1, self.name())?, w, dims2(l2, self.name())?)?;
+        let (m, n, _) = dims;
+        let mut out = Vec::<f32>::with_capacity(m * n);
+        out.spare_capacity_mut()[..m * n]
+            .par_chunks_mut(BLOCK_ROWS * n)
+            .for_each(|block| {
+                for row in block.chunks_exact_mut(n) {
+                    for (dst, &v) in row.iter_mut().zip(b) {
+                        dst.write(v);
+                    }
+                }
+            });
+        // SAFETY: every one of the m·n elements was written just above.
+        unsafe { out.set_len(m * n) };
+        // SAFETY: lhs, rhs address the full stored matrices; out holds m·n initialised floats.
+        unsafe { sgemm_parallel(dims, MatMut::rows(out.as_mut_ptr(), n), lhs, rhs, 1.0, true) };
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw) = linear_grads(x, w, grad)?;
+        let db = grad
+            .contiguous()?
+            .apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
+        Ok((Some(dx), Some(dw), Some(db)))
     }
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Modules by concept: [`gelu`](gelu()), LayerNorm with adaLN modulation and the gated residual
 //! ([`ln_modulate`], [`gated_add`]), [`attention`](attention()), [`linear`](linear()) with a fused
-//! bias; `simd` holds the vectorisable math they share.
+//! bias; `simd` holds the vectorisable math they share, `sgemm` the matrix multiply (OpenBLAS
+//! when the system has it, else candle's gemm crate).
 //!
 //! candle evaluates a composed op (LayerNorm, modulation, tanh-GELU, softmax attention) one
 //! elementwise pass at a time, with a fresh tensor per pass, and differentiates it the same way.
@@ -21,6 +22,7 @@ mod ema;
 mod gelu;
 mod layer_norm;
 mod linear;
+mod sgemm;
 pub(crate) mod simd;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -34,6 +36,7 @@ pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
 pub use linear::{linear, linear_plain};
+pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
 pub const FUSED_ENV: &str = "FLOWRUN_FUSED";

@@ -15,14 +15,20 @@ pub fn exp(x: f32) -> f32 {
     // 1.5 * 2^23: adding and subtracting it rounds to the nearest integer.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let bits = ((n as i32 + 127) as u32) << 23;
-    p * f32::from_bits(bits)
+    // The low mantissa bits of `shifted` hold n as a two's-complement integer, so the exponent
+    // field of 2^n comes from integer ops (a float-to-int cast saturates and does not vectorise).
+    let biased = shifted
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    p * f32::from_bits(biased << 23)
 }
 
 /// The logistic function `1 / (1 + e^-z)`.
@@ -47,6 +53,22 @@ pub fn sum(x: &[f32]) -> f32 {
         s += v;
     }
     acc.iter().sum::<f32>() + s
+}
+
+/// Largest element of a non-empty slice (NaN-free input), compared in 8 lanes.
+#[inline(always)]
+pub fn max(x: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] = if c[l] > acc[l] { c[l] } else { acc[l] };
+        }
+    }
+    tail.iter()
+        .chain(&acc)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// Dot product of two equally long slices, accumulated in 8 lanes.
@@ -152,5 +174,11 @@ mod tests {
         assert!((dot(&a, &b) as f64 - d).abs() < 1e-5);
         assert!((sq_dev(&a, m) as f64 - v).abs() < 1e-5);
         assert_eq!(vectorized(|| sum(&a)), sum(&a));
+        let want = a.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(max(&a), want);
+        assert_eq!(
+            max(&a[..3]),
+            a[..3].iter().copied().fold(f32::NEG_INFINITY, f32::max)
+        );
     }
 }
