@@ -14,7 +14,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
 use super::sgemm::{sgemm, Mat, MatMut};
-use super::{applies, simd, slice};
+use super::{applies, simd, slice, uninit_output};
 
 /// Softmax attention over `qkv (B, N, 3D)` with `heads` heads; returns `(B, N, D)`.
 pub fn attention(qkv: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
@@ -144,37 +144,49 @@ impl CustomOp1 for Attention {
         let qkv = slice(s, l, self.name())?;
         let g = self.geom;
         let (n, hd, d) = (g.tokens, g.head_dim, g.width());
-        let mut out = vec![0f32; g.batch * n * d];
-        let mut probs = vec![0f32; g.batch * g.heads * n * n];
-        let dst = SharedMut(out.as_mut_ptr());
-        probs
-            .par_chunks_mut(n * n)
-            .enumerate()
-            .for_each(|(task, p)| {
-                let (b, h) = (task / g.heads, task % g.heads);
-                let base = b * n * 3 * d + h * hd;
-                let (q, k, v) = (&qkv[base..], &qkv[base + d..], &qkv[base + 2 * d..]);
-                let o = dst;
-                // SAFETY: q, k, v address n rows of stride 3d inside qkv; p is n×n; the output
-                // block (rows of batch b, columns of head h) belongs to this task only.
-                unsafe {
-                    matmul(
-                        (n, n, hd),
-                        (p.as_mut_ptr(), n, 1),
-                        (q.as_ptr(), 3 * d, 1),
-                        (k.as_ptr(), 1, 3 * d),
-                        g.scale,
-                    );
-                    simd::vectorized(|| softmax_rows(p, n));
-                    matmul(
-                        (n, hd, n),
-                        (o.0.add(b * n * d + h * hd), d, 1),
-                        (p.as_ptr(), n, 1),
-                        (v.as_ptr(), 3 * d, 1),
-                        1.0,
-                    );
-                }
-            });
+        if qkv.len() != g.batch * n * 3 * d {
+            candle_core::bail!("{}: qkv has {} elements", self.name(), qkv.len());
+        }
+        let mut probs = Vec::new();
+        let fill_out = |out: &mut [f32]| {
+            let dst = SharedMut(out.as_mut_ptr());
+            let fill_probs = |probs: &mut [f32]| {
+                probs
+                    .par_chunks_mut(n * n)
+                    .enumerate()
+                    .for_each(|(task, p)| {
+                        let (b, h) = (task / g.heads, task % g.heads);
+                        let base = b * n * 3 * d + h * hd;
+                        let (q, k, v) = (&qkv[base..], &qkv[base + d..], &qkv[base + 2 * d..]);
+                        let o = dst;
+                        // SAFETY: q, k, v address n rows of stride 3d inside qkv; p is n×n; the output
+                        // block (rows of batch b, columns of head h) belongs to this task only.
+                        unsafe {
+                            matmul(
+                                (n, n, hd),
+                                (p.as_mut_ptr(), n, 1),
+                                (q.as_ptr(), 3 * d, 1),
+                                (k.as_ptr(), 1, 3 * d),
+                                g.scale,
+                            );
+                            simd::vectorized(|| softmax_rows(p, n));
+                            matmul(
+                                (n, hd, n),
+                                (o.0.add(b * n * d + h * hd), d, 1),
+                                (p.as_ptr(), n, 1),
+                                (v.as_ptr(), 3 * d, 1),
+                                1.0,
+                            );
+                        }
+                    })
+            };
+            // SAFETY: the tasks' n×n blocks tile `probs`; each is written by the first product
+            // before the softmax reads it.
+            probs = unsafe { uninit_output(g.batch * g.heads * n * n, fill_probs) };
+        };
+        // SAFETY: the (batch, head) tasks' output blocks (n rows × the head's hd columns) tile
+        // `out`, and each is written, not read, by the second product.
+        let out = unsafe { uninit_output(g.batch * n * d, fill_out) };
         if let Ok(mut slot) = self.probs.lock() {
             *slot = Some(Arc::new(probs));
         }
@@ -218,60 +230,70 @@ impl CustomOp2 for AttentionBwd {
         let dout = slice(s2, l2, self.name())?;
         let g = self.geom;
         let (n, hd, d) = (g.tokens, g.head_dim, g.width());
-        let mut dqkv = vec![0f32; qkv.len()];
-        let dst = SharedMut(dqkv.as_mut_ptr());
-        self.probs
-            .par_chunks(n * n)
-            .enumerate()
-            .for_each(|(task, p)| {
-                let (b, h) = (task / g.heads, task % g.heads);
-                let base = b * n * 3 * d + h * hd;
-                let (q, k, v) = (&qkv[base..], &qkv[base + d..], &qkv[base + 2 * d..]);
-                let d_o = &dout[b * n * d + h * hd..];
-                let mut ds = vec![0f32; n * n];
-                let o = dst;
-                // SAFETY: as in the forward pass; the dq, dk, dv blocks of (b, h) are written
-                // by this task only.
-                unsafe {
-                    let (dq, dk, dv) = (o.0.add(base), o.0.add(base + d), o.0.add(base + 2 * d));
-                    matmul(
-                        (n, hd, n),
-                        (dv, 3 * d, 1),
-                        (p.as_ptr(), 1, n),
-                        (d_o.as_ptr(), d, 1),
-                        1.0,
-                    );
-                    matmul(
-                        (n, n, hd),
-                        (ds.as_mut_ptr(), n, 1),
-                        (d_o.as_ptr(), d, 1),
-                        (v.as_ptr(), 1, 3 * d),
-                        1.0,
-                    );
-                    simd::vectorized(|| {
-                        for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                            let c = simd::dot(dsr, pr);
-                            for (s, &pv) in dsr.iter_mut().zip(pr) {
-                                *s = pv * (*s - c);
+        if qkv.len() != g.batch * n * 3 * d || dout.len() != g.batch * n * d {
+            candle_core::bail!("{}: operand sizes do not fit the forward pass", self.name());
+        }
+        let fill = |dqkv: &mut [f32]| {
+            let dst = SharedMut(dqkv.as_mut_ptr());
+            self.probs
+                .par_chunks(n * n)
+                .enumerate()
+                .for_each(|(task, p)| {
+                    let (b, h) = (task / g.heads, task % g.heads);
+                    let base = b * n * 3 * d + h * hd;
+                    let (q, k, v) = (&qkv[base..], &qkv[base + d..], &qkv[base + 2 * d..]);
+                    let d_o = &dout[b * n * d + h * hd..];
+                    let mut ds: Vec<f32> = Vec::with_capacity(n * n);
+                    let o = dst;
+                    // SAFETY: as in the forward pass; the dq, dk, dv blocks of (b, h) are written
+                    // by this task only.
+                    unsafe {
+                        let (dq, dk, dv) =
+                            (o.0.add(base), o.0.add(base + d), o.0.add(base + 2 * d));
+                        matmul(
+                            (n, hd, n),
+                            (dv, 3 * d, 1),
+                            (p.as_ptr(), 1, n),
+                            (d_o.as_ptr(), d, 1),
+                            1.0,
+                        );
+                        matmul(
+                            (n, n, hd),
+                            (ds.as_mut_ptr(), n, 1),
+                            (d_o.as_ptr(), d, 1),
+                            (v.as_ptr(), 1, 3 * d),
+                            1.0,
+                        );
+                        // The product above wrote all n×n elements of the reserved capacity.
+                        ds.set_len(n * n);
+                        simd::vectorized(|| {
+                            for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+                                let c = simd::dot(dsr, pr);
+                                for (s, &pv) in dsr.iter_mut().zip(pr) {
+                                    *s = pv * (*s - c);
+                                }
                             }
-                        }
-                    });
-                    matmul(
-                        (n, hd, n),
-                        (dq, 3 * d, 1),
-                        (ds.as_ptr(), n, 1),
-                        (k.as_ptr(), 3 * d, 1),
-                        g.scale,
-                    );
-                    matmul(
-                        (n, hd, n),
-                        (dk, 3 * d, 1),
-                        (ds.as_ptr(), 1, n),
-                        (q.as_ptr(), 3 * d, 1),
-                        g.scale,
-                    );
-                }
-            });
+                        });
+                        matmul(
+                            (n, hd, n),
+                            (dq, 3 * d, 1),
+                            (ds.as_ptr(), n, 1),
+                            (k.as_ptr(), 3 * d, 1),
+                            g.scale,
+                        );
+                        matmul(
+                            (n, hd, n),
+                            (dk, 3 * d, 1),
+                            (ds.as_ptr(), 1, n),
+                            (q.as_ptr(), 3 * d, 1),
+                            g.scale,
+                        );
+                    }
+                });
+        };
+        // SAFETY: each (batch, head) task writes, without reading, its dq, dk and dv blocks,
+        // which together tile `dqkv`.
+        let dqkv = unsafe { uninit_output(qkv.len(), fill) };
         Ok((CpuStorage::F32(dqkv), l1.shape().clone()))
     }
 }

@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{applies, simd, slice};
+use super::{applies, simd, slice, uninit_output};
 
 /// sqrt(2 / pi).
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
@@ -43,17 +43,20 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK))
-            .for_each(|(y, x)| {
-                simd::vectorized(|| {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
-                        *y = x * simd::sigmoid(z);
-                    }
+        let fill = |y: &mut [f32]| {
+            y.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK))
+                .for_each(|(y, x)| {
+                    simd::vectorized(|| {
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
+                            *y = x * simd::sigmoid(z);
+                        }
+                    })
                 })
-            });
+        };
+        // SAFETY: the chunks tile `y` and every element is assigned.
+        let y = unsafe { uninit_output(x.len(), fill) };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -79,21 +82,28 @@ impl CustomOp2 for GeluBwd {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s1, l1, self.name())?;
         let g = slice(s2, l2, self.name())?;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(CHUNK)
-            .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-            .for_each(|(dx, (x, g))| {
-                simd::vectorized(|| {
-                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                        let x2 = x * x;
-                        let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
-                        let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
-                        let e = simd::exp(-z);
-                        let s = 1.0 / (1.0 + e);
-                        *dx = g * (s + x * dz * (e * s) * s);
-                    }
+        if g.len() != x.len() {
+            candle_core::bail!("{}: gradient and input sizes differ", self.name());
+        }
+        let fill = |dx: &mut [f32]| {
+            dx.par_chunks_mut(CHUNK)
+                .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+                .for_each(|(dx, (x, g))| {
+                    simd::vectorized(|| {
+                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                            let x2 = x * x;
+                            let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
+                            let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
+                            let e = simd::exp(-z);
+                            let s = 1.0 / (1.0 + e);
+                            *dx = g * (s + x * dz * (e * s) * s);
+                        }
+                    })
                 })
-            });
+        };
+        // SAFETY: the chunks tile `dx`, and `x` and `g` have its length, so every element is
+        // assigned.
+        let dx = unsafe { uninit_output(x.len(), fill) };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::{applies, simd, slice, unpack};
+use super::{applies, simd, slice, uninit_output, unpack};
 
 /// Rows per parallel task in the forward passes.
 const ROWS: usize = 64;
@@ -131,22 +131,27 @@ impl CustomOp3 for LnModulate {
         let shift = slice(s2, l2, self.name())?;
         let scale = slice(s3, l3, self.name())?;
         let d = l2.dims()[1];
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(ROWS * d)
-            .zip(x.par_chunks(ROWS * d))
-            .enumerate()
-            .for_each(|(chunk, (y, x))| {
-                simd::vectorized(|| {
-                    for (r, (y, x)) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate() {
-                        let b = (chunk * ROWS + r) / self.tokens;
-                        let (sh, sc) = (&shift[b * d..][..d], &scale[b * d..][..d]);
-                        let (mean, rstd) = moments(x, self.eps);
-                        for i in 0..d {
-                            y[i] = (x[i] - mean) * rstd * (1.0 + sc[i]) + sh[i];
+        let fill = |y: &mut [f32]| {
+            y.par_chunks_mut(ROWS * d)
+                .zip(x.par_chunks(ROWS * d))
+                .enumerate()
+                .for_each(|(chunk, (y, x))| {
+                    simd::vectorized(|| {
+                        for (r, (y, x)) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate()
+                        {
+                            let b = (chunk * ROWS + r) / self.tokens;
+                            let (sh, sc) = (&shift[b * d..][..d], &scale[b * d..][..d]);
+                            let (mean, rstd) = moments(x, self.eps);
+                            for i in 0..d {
+                                y[i] = (x[i] - mean) * rstd * (1.0 + sc[i]) + sh[i];
+                            }
                         }
-                    }
+                    })
                 })
-            });
+        };
+        // SAFETY: `x` is (B, T, D) (checked by `ln_modulate`), so its rows of `d` tile `y` and
+        // every element is assigned.
+        let y = unsafe { uninit_output(x.len(), fill) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -193,41 +198,46 @@ impl CustomOp3 for LnModulateBwd {
         let gy = slice(s3, l3, self.name())?;
         let (bsz, d) = (l2.dims()[0], l2.dims()[1]);
         let td = self.tokens * d;
-        let mut out = vec![0f32; x.len() + 2 * bsz * d];
-        let (dx, rest) = out.split_at_mut(x.len());
-        let (dshift, dscale) = rest.split_at_mut(bsz * d);
-        dx.par_chunks_mut(td)
-            .zip(dshift.par_chunks_mut(d).zip(dscale.par_chunks_mut(d)))
-            .enumerate()
-            .for_each(|(b, (dx, (dsh, dsc)))| {
-                let sc = &scale[b * d..][..d];
-                let mut g = vec![0f32; d];
-                simd::vectorized(|| {
-                    for t in 0..self.tokens {
-                        let xr = &x[b * td + t * d..][..d];
-                        let gr = &gy[b * td + t * d..][..d];
-                        let (mean, rstd) = moments(xr, self.eps);
-                        let mut sum_g = 0f32;
-                        let mut sum_gx = 0f32;
-                        for i in 0..d {
-                            let xh = (xr[i] - mean) * rstd;
-                            dsh[i] += gr[i];
-                            dsc[i] += gr[i] * xh;
-                            g[i] = gr[i] * (1.0 + sc[i]);
+        let fill = |out: &mut [f32]| {
+            let (dx, rest) = out.split_at_mut(x.len());
+            rest.fill(0.0);
+            let (dshift, dscale) = rest.split_at_mut(bsz * d);
+            dx.par_chunks_mut(td)
+                .zip(dshift.par_chunks_mut(d).zip(dscale.par_chunks_mut(d)))
+                .enumerate()
+                .for_each(|(b, (dx, (dsh, dsc)))| {
+                    let sc = &scale[b * d..][..d];
+                    let mut g = vec![0f32; d];
+                    simd::vectorized(|| {
+                        for t in 0..self.tokens {
+                            let xr = &x[b * td + t * d..][..d];
+                            let gr = &gy[b * td + t * d..][..d];
+                            let (mean, rstd) = moments(xr, self.eps);
+                            let mut sum_g = 0f32;
+                            let mut sum_gx = 0f32;
+                            for i in 0..d {
+                                let xh = (xr[i] - mean) * rstd;
+                                dsh[i] += gr[i];
+                                dsc[i] += gr[i] * xh;
+                                g[i] = gr[i] * (1.0 + sc[i]);
+                            }
+                            for i in 0..d {
+                                sum_g += g[i];
+                                sum_gx += g[i] * (xr[i] - mean);
+                            }
+                            let mg = sum_g / d as f32;
+                            let mgx = sum_gx * rstd / d as f32;
+                            let dxr = &mut dx[t * d..][..d];
+                            for i in 0..d {
+                                dxr[i] = rstd * (g[i] - mg - (xr[i] - mean) * rstd * mgx);
+                            }
                         }
-                        for i in 0..d {
-                            sum_g += g[i];
-                            sum_gx += g[i] * (xr[i] - mean);
-                        }
-                        let mg = sum_g / d as f32;
-                        let mgx = sum_gx * rstd / d as f32;
-                        let dxr = &mut dx[t * d..][..d];
-                        for i in 0..d {
-                            dxr[i] = rstd * (g[i] - mg - (xr[i] - mean) * rstd * mgx);
-                        }
-                    }
-                })
-            });
+                    })
+                });
+        };
+        // SAFETY: `x` is (B, T, D) with B = `bsz`, so the per-batch blocks of `td` tile `dx` and
+        // every element is assigned; the accumulators are zeroed first.
+        let out = unsafe { uninit_output(x.len() + 2 * bsz * d, fill) };
         Ok((CpuStorage::F32(out), Shape::from(x.len() + 2 * bsz * d)))
     }
 }
@@ -254,26 +264,30 @@ impl CustomOp3 for GatedAdd {
         let a = slice(s2, l2, self.name())?;
         let gate = slice(s3, l3, self.name())?;
         let d = l3.dims()[1];
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(ROWS * d)
-            .zip(x.par_chunks(ROWS * d).zip(a.par_chunks(ROWS * d)))
-            .enumerate()
-            .for_each(|(chunk, (y, (x, a)))| {
-                simd::vectorized(|| {
-                    for (r, ((y, x), a)) in y
-                        .chunks_exact_mut(d)
-                        .zip(x.chunks_exact(d))
-                        .zip(a.chunks_exact(d))
-                        .enumerate()
-                    {
-                        let b = (chunk * ROWS + r) / self.tokens;
-                        let g = &gate[b * d..][..d];
-                        for i in 0..d {
-                            y[i] = x[i] + a[i] * g[i];
+        let fill = |y: &mut [f32]| {
+            y.par_chunks_mut(ROWS * d)
+                .zip(x.par_chunks(ROWS * d).zip(a.par_chunks(ROWS * d)))
+                .enumerate()
+                .for_each(|(chunk, (y, (x, a)))| {
+                    simd::vectorized(|| {
+                        for (r, ((y, x), a)) in y
+                            .chunks_exact_mut(d)
+                            .zip(x.chunks_exact(d))
+                            .zip(a.chunks_exact(d))
+                            .enumerate()
+                        {
+                            let b = (chunk * ROWS + r) / self.tokens;
+                            let g = &gate[b * d..][..d];
+                            for i in 0..d {
+                                y[i] = x[i] + a[i] * g[i];
+                            }
                         }
-                    }
-                })
-            });
+                    })
+                });
+        };
+        // SAFETY: `x` and `a` are (B, T, D) (checked by `gated_add`), so their rows of `d` tile
+        // `y` and every element is assigned.
+        let y = unsafe { uninit_output(x.len(), fill) };
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
 
@@ -319,25 +333,30 @@ impl CustomOp3 for GatedAddBwd {
         let gate = slice(s3, l3, self.name())?;
         let (bsz, d) = (l3.dims()[0], l3.dims()[1]);
         let td = self.tokens * d;
-        let mut out = vec![0f32; g.len() + bsz * d];
-        let (da, dgate) = out.split_at_mut(g.len());
-        da.par_chunks_mut(td)
-            .zip(dgate.par_chunks_mut(d))
-            .enumerate()
-            .for_each(|(b, (da, dg))| {
-                let gt = &gate[b * d..][..d];
-                simd::vectorized(|| {
-                    for t in 0..self.tokens {
-                        let gr = &g[b * td + t * d..][..d];
-                        let ar = &a[b * td + t * d..][..d];
-                        let dar = &mut da[t * d..][..d];
-                        for i in 0..d {
-                            dar[i] = gr[i] * gt[i];
-                            dg[i] += gr[i] * ar[i];
+        let fill = |out: &mut [f32]| {
+            let (da, dgate) = out.split_at_mut(g.len());
+            dgate.fill(0.0);
+            da.par_chunks_mut(td)
+                .zip(dgate.par_chunks_mut(d))
+                .enumerate()
+                .for_each(|(b, (da, dg))| {
+                    let gt = &gate[b * d..][..d];
+                    simd::vectorized(|| {
+                        for t in 0..self.tokens {
+                            let gr = &g[b * td + t * d..][..d];
+                            let ar = &a[b * td + t * d..][..d];
+                            let dar = &mut da[t * d..][..d];
+                            for i in 0..d {
+                                dar[i] = gr[i] * gt[i];
+                                dg[i] += gr[i] * ar[i];
+                            }
                         }
-                    }
-                })
-            });
+                    })
+                });
+        };
+        // SAFETY: the gradient is (B, T, D) with B = `bsz`, so the per-batch blocks of `td`
+        // tile `da` and every element is assigned; the gate accumulator is zeroed first.
+        let out = unsafe { uninit_output(g.len() + bsz * d, fill) };
         Ok((CpuStorage::F32(out), Shape::from(g.len() + bsz * d)))
     }
 }

@@ -8,7 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::sgemm::{sgemm_parallel, Mat, MatMut};
-use super::{applies, simd, slice};
+use super::{applies, simd, slice, uninit_output};
 
 /// Rows per block of the bias fill and of the bias-gradient column sum.
 const BLOCK_ROWS: usize = 256;
@@ -77,15 +77,6 @@ fn dims2(l: &Layout, op: &str) -> candle_core::Result<(usize, usize)> {
         &[r, c] => Ok((r, c)),
         other => candle_core::bail!("{op}: expected a matrix, got shape {other:?}"),
     }
-}
-
-/// A fresh `len`-element buffer filled by `write`, which must write every element.
-fn filled(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
-    let mut out = Vec::<f32>::with_capacity(len);
-    write(out.as_mut_ptr());
-    // SAFETY: `write` initialised all `len` elements of the reserved capacity.
-    unsafe { out.set_len(len) };
-    out
 }
 
 /// `op(a) · op(b)` of two row-major matrices, each optionally transposed.
@@ -164,10 +155,21 @@ impl CustomOp2 for Product {
         let (dims, lhs, rhs) =
             self.operands(a, dims2(l1, self.name())?, b, dims2(l2, self.name())?)?;
         let (m, n, _) = dims;
-        let out = filled(m * n, |dst| {
+        let product = |dst: &mut [f32]| {
             // SAFETY: lhs, rhs address the full stored matrices; dst has m·n elements.
-            unsafe { sgemm_parallel(dims, MatMut::rows(dst, n), lhs, rhs, 1.0, false) }
-        });
+            unsafe {
+                sgemm_parallel(
+                    dims,
+                    MatMut::rows(dst.as_mut_ptr(), n),
+                    lhs,
+                    rhs,
+                    1.0,
+                    false,
+                )
+            }
+        };
+        // SAFETY: the product writes, without reading, every element of its m×n output.
+        let out = unsafe { uninit_output(m * n, product) };
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
 
@@ -214,18 +216,18 @@ impl CustomOp3 for AffineRows {
         let (dims, lhs, rhs) =
             Product::X_WT.operands(x, dims2(l1, self.name())?, w, dims2(l2, self.name())?)?;
         let (m, n, _) = dims;
-        let mut out = Vec::<f32>::with_capacity(m * n);
-        out.spare_capacity_mut()[..m * n]
-            .par_chunks_mut(BLOCK_ROWS * n)
-            .for_each(|block| {
+        if b.len() != n {
+            candle_core::bail!("{}: bias of {} for {n} outputs", self.name(), b.len());
+        }
+        let bias_rows = |out: &mut [f32]| {
+            out.par_chunks_mut(BLOCK_ROWS * n).for_each(|block| {
                 for row in block.chunks_exact_mut(n) {
-                    for (dst, &v) in row.iter_mut().zip(b) {
-                        dst.write(v);
-                    }
+                    row.copy_from_slice(b);
                 }
-            });
-        // SAFETY: every one of the m·n elements was written just above.
-        unsafe { out.set_len(m * n) };
+            })
+        };
+        // SAFETY: `b` has n elements (checked above), so every row of n is assigned.
+        let mut out = unsafe { uninit_output(m * n, bias_rows) };
         // SAFETY: lhs, rhs address the full stored matrices; out holds m·n initialised floats.
         unsafe { sgemm_parallel(dims, MatMut::rows(out.as_mut_ptr(), n), lhs, rhs, 1.0, true) };
         Ok((CpuStorage::F32(out), Shape::from((m, n))))

@@ -36,7 +36,7 @@ pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
 pub use linear::{linear, linear_plain};
-pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV};
+pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV, PAR_FLOP, PAR_NS};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
 pub const FUSED_ENV: &str = "FLOWRUN_FUSED";
@@ -89,6 +89,23 @@ fn slice<'a>(s: &'a CpuStorage, l: &Layout, op: &'static str) -> candle_core::Re
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: operand with shape {:?} is not contiguous", l.dims()),
     }
+}
+
+/// A `len`-element op output filled by `fill`, with no zeroing pass first (`vec![0; n]` was
+/// the largest serial cost of the fused ops: a memset on the calling thread per output).
+///
+/// # Safety
+/// `fill` must write every element of the slice it is given, and read only elements it has
+/// already written.
+unsafe fn uninit_output(len: usize, fill: impl FnOnce(&mut [f32])) -> Vec<f32> {
+    let mut out = Vec::<f32>::with_capacity(len);
+    // SAFETY: the capacity is at least `len`; `fill` initialises every element (caller's
+    // contract) before `set_len` exposes them.
+    unsafe {
+        fill(std::slice::from_raw_parts_mut(out.as_mut_ptr(), len));
+        out.set_len(len);
+    }
+    out
 }
 
 /// Splits a packed 1-D tensor into consecutive pieces of the given shapes.

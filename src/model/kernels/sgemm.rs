@@ -401,8 +401,21 @@ pub(crate) unsafe fn sgemm_parallel(
     alpha: f32,
     accumulate: bool,
 ) {
-    product_parallel(backend(), dims, dst, lhs, rhs, alpha, accumulate)
+    let st = std::time::Instant::now();
+    product_parallel(backend(), dims, dst, lhs, rhs, alpha, accumulate);
+    PAR_NS.fetch_add(
+        st.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    PAR_FLOP.fetch_add(
+        2 * (dims.0 * dims.1 * dims.2) as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
 }
+/// tmp
+pub static PAR_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// tmp
+pub static PAR_FLOP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// [`sgemm_parallel`] through `blas`, or the `gemm` crate when `None`.
 ///
