@@ -73,7 +73,7 @@ pub(super) fn linear(
     Ok(Linear::new(w, Some(b)))
 }
 
-/// A Linear layer applied through [`kernels::linear`] (one 2-D matmul plus a fused bias add).
+/// A Linear layer applied through [`kernels::linear`] (one product op with the bias fused).
 fn lin(l: &Linear, x: &Tensor) -> candle_core::Result<Tensor> {
     kernels::linear(x, l.weight(), l.bias())
 }
@@ -205,7 +205,8 @@ impl Mlp {
     }
 
     pub(super) fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        lin(&self.fc2, &kernels::gelu(&lin(&self.fc1, x)?)?)
+        let hidden = kernels::linear_gelu(x, self.fc1.weight(), self.fc1.bias())?;
+        lin(&self.fc2, &hidden)
     }
 }
 

@@ -34,6 +34,38 @@ fn gelu_fused(x: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(Gelu)
 }
 
+/// `y = gelu(x)` elementwise, in parallel chunks; `y` may be uninitialised (it is only written).
+pub(super) fn gelu_into(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| {
+            simd::vectorized(|| {
+                for (y, &x) in y.iter_mut().zip(x) {
+                    let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
+                    *y = x * simd::sigmoid(z);
+                }
+            })
+        });
+}
+
+/// `dx = g · gelu'(x)` elementwise, in parallel chunks; `dx` may be uninitialised.
+pub(super) fn gelu_grad_into(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, g))| {
+            simd::vectorized(|| {
+                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                    let x2 = x * x;
+                    let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
+                    let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
+                    let e = simd::exp(-z);
+                    let s = 1.0 / (1.0 + e);
+                    *dx = g * (s + x * dz * (e * s) * s);
+                }
+            })
+        });
+}
+
 struct Gelu;
 
 impl CustomOp1 for Gelu {
@@ -43,20 +75,8 @@ impl CustomOp1 for Gelu {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(s, l, self.name())?;
-        let fill = |y: &mut [f32]| {
-            y.par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK))
-                .for_each(|(y, x)| {
-                    simd::vectorized(|| {
-                        for (y, &x) in y.iter_mut().zip(x) {
-                            let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
-                            *y = x * simd::sigmoid(z);
-                        }
-                    })
-                })
-        };
-        // SAFETY: the chunks tile `y` and every element is assigned.
-        let y = unsafe { uninit_output(x.len(), fill) };
+        // SAFETY: `gelu_into` assigns every element of an output as long as `x`.
+        let y = unsafe { uninit_output(x.len(), |y| gelu_into(x, y)) };
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
 
@@ -85,25 +105,8 @@ impl CustomOp2 for GeluBwd {
         if g.len() != x.len() {
             candle_core::bail!("{}: gradient and input sizes differ", self.name());
         }
-        let fill = |dx: &mut [f32]| {
-            dx.par_chunks_mut(CHUNK)
-                .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                .for_each(|(dx, (x, g))| {
-                    simd::vectorized(|| {
-                        for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                            let x2 = x * x;
-                            let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
-                            let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
-                            let e = simd::exp(-z);
-                            let s = 1.0 / (1.0 + e);
-                            *dx = g * (s + x * dz * (e * s) * s);
-                        }
-                    })
-                })
-        };
-        // SAFETY: the chunks tile `dx`, and `x` and `g` have its length, so every element is
-        // assigned.
-        let dx = unsafe { uninit_output(x.len(), fill) };
+        // SAFETY: `x` and `g` have the output's length, so every element is assigned.
+        let dx = unsafe { uninit_output(x.len(), |dx| gelu_grad_into(x, g, dx)) };
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
     }
 }

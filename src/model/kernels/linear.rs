@@ -1,12 +1,15 @@
 //! Linear layers as custom ops over one 2-D product: every leading dim of the input is folded
-//! into the rows, the bias is written into the output before the product accumulates onto it,
+//! into the rows (with no reshape nodes, whose gradients candle would accumulate again), the bias is written into the output before the product accumulates onto it,
 //! and the backward pass computes `dx = dy w`, `dw = dyᵀ x` and `db` (a vectorised column sum
 //! over fixed row blocks, summed in a fixed order) without candle's transposes, strided
 //! gradient adds or broadcast reductions. The products go through [`super::sgemm`].
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+use std::sync::{Arc, Mutex};
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::gelu::{gelu_grad_into, gelu_into};
 use super::sgemm::{sgemm_parallel, Mat, MatMut};
 use super::{applies, simd, slice, uninit_output};
 
@@ -36,6 +39,32 @@ pub fn linear_plain(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::
     }
 }
 
+/// `gelu(x wᵀ + b)` with the tanh-approximated GELU: the first half of a transformer MLP, fused
+/// so that the pre-activation never becomes a graph node (its gradient is not accumulated).
+pub fn linear_gelu(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    match b {
+        Some(b) if applies(x) => {
+            row_dims(x, w)?;
+            check_bias(w, b)?;
+            x.contiguous()?
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, AffineGelu::default())
+        }
+        _ => super::gelu(&linear(x, w, b)?),
+    }
+}
+
+/// Refuses a bias that is not `(out)` for a weight `(out, in)`.
+fn check_bias(w: &Tensor, b: &Tensor) -> candle_core::Result<()> {
+    if b.dims() != [w.dim(0)?] {
+        candle_core::bail!(
+            "linear: bias {:?} does not fit weight {:?}",
+            b.dims(),
+            w.dims()
+        );
+    }
+    Ok(())
+}
+
 /// The rows of `x` once its leading dims are folded, its last dim, and the output shape.
 fn row_dims(x: &Tensor, w: &Tensor) -> candle_core::Result<(usize, usize, Vec<usize>)> {
     let dims = x.dims();
@@ -52,30 +81,37 @@ fn row_dims(x: &Tensor, w: &Tensor) -> candle_core::Result<(usize, usize, Vec<us
 }
 
 fn linear_fused(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Result<Tensor> {
-    let (rows, k, out) = row_dims(x, w)?;
-    let x2 = x.contiguous()?.reshape((rows, k))?;
+    row_dims(x, w)?;
+    let x = x.contiguous()?;
     let w = w.contiguous()?;
-    let y = match b {
+    match b {
         Some(b) => {
-            if b.dims() != [w.dim(0)?] {
-                candle_core::bail!(
-                    "linear: bias {:?} does not fit weight {:?}",
-                    b.dims(),
-                    w.dims()
-                );
-            }
-            x2.apply_op3(&w, &b.contiguous()?, AffineRows)?
+            check_bias(&w, b)?;
+            x.apply_op3(&w, &b.contiguous()?, AffineRows)
         }
-        None => x2.apply_op2(&w, Product::X_WT)?,
-    };
-    y.reshape(out)
+        None => x.apply_op2(&w, Product::X_WT),
+    }
 }
 
-/// The dims of a 2-D operand.
+/// An operand as a matrix: every leading dim folded into the rows.
 fn dims2(l: &Layout, op: &str) -> candle_core::Result<(usize, usize)> {
-    match l.dims() {
-        &[r, c] => Ok((r, c)),
-        other => candle_core::bail!("{op}: expected a matrix, got shape {other:?}"),
+    match l.dims().split_last() {
+        Some((&c, lead)) => Ok((lead.iter().product(), c)),
+        None => candle_core::bail!("{op}: operand is a scalar"),
+    }
+}
+
+/// The shape of a product's output: `a`'s leading dims then `n` when `a` is not transposed
+/// (so `(B, N, in)` inputs give `(B, N, out)` outputs with no reshape node in the graph),
+/// else `(m, n)`.
+fn product_shape(a_transposed: bool, a: &Layout, m: usize, n: usize) -> Shape {
+    match a.dims().split_last() {
+        Some((_, lead)) if !a_transposed => {
+            let mut dims = lead.to_vec();
+            dims.push(n);
+            Shape::from(dims)
+        }
+        _ => Shape::from((m, n)),
     }
 }
 
@@ -170,7 +206,10 @@ impl CustomOp2 for Product {
         };
         // SAFETY: the product writes, without reading, every element of its m×n output.
         let out = unsafe { uninit_output(m * n, product) };
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        Ok((
+            CpuStorage::F32(out),
+            product_shape(self.a_transposed, l1, m, n),
+        ))
     }
 
     fn bwd(
@@ -193,6 +232,36 @@ fn linear_grads(x: &Tensor, w: &Tensor, grad: &Tensor) -> candle_core::Result<(T
     Ok((dx, dw))
 }
 
+/// `x wᵀ + b` from the op's storages: the bias written into every row, then the product
+/// accumulated onto it. Returns the data and its shape (`x`'s leading dims, then `out`).
+fn affine_rows(
+    name: &'static str,
+    (s1, l1): (&CpuStorage, &Layout),
+    (s2, l2): (&CpuStorage, &Layout),
+    (s3, l3): (&CpuStorage, &Layout),
+) -> candle_core::Result<(Vec<f32>, Shape)> {
+    let x = slice(s1, l1, name)?;
+    let w = slice(s2, l2, name)?;
+    let b = slice(s3, l3, name)?;
+    let (dims, lhs, rhs) = Product::X_WT.operands(x, dims2(l1, name)?, w, dims2(l2, name)?)?;
+    let (m, n, _) = dims;
+    if b.len() != n {
+        candle_core::bail!("{}: bias of {} for {n} outputs", name, b.len());
+    }
+    let bias_rows = |out: &mut [f32]| {
+        out.par_chunks_mut(BLOCK_ROWS * n).for_each(|block| {
+            for row in block.chunks_exact_mut(n) {
+                row.copy_from_slice(b);
+            }
+        })
+    };
+    // SAFETY: `b` has n elements (checked above), so every row of n is assigned.
+    let mut out = unsafe { uninit_output(m * n, bias_rows) };
+    // SAFETY: lhs, rhs address the full stored matrices; out holds m·n initialised floats.
+    unsafe { sgemm_parallel(dims, MatMut::rows(out.as_mut_ptr(), n), lhs, rhs, 1.0, true) };
+    Ok((out, product_shape(false, l1, m, n)))
+}
+
 /// `x wᵀ + b` with `x (rows, in)`, `w (out, in)`, `b (out)`.
 struct AffineRows;
 
@@ -210,27 +279,8 @@ impl CustomOp3 for AffineRows {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(s1, l1, self.name())?;
-        let w = slice(s2, l2, self.name())?;
-        let b = slice(s3, l3, self.name())?;
-        let (dims, lhs, rhs) =
-            Product::X_WT.operands(x, dims2(l1, self.name())?, w, dims2(l2, self.name())?)?;
-        let (m, n, _) = dims;
-        if b.len() != n {
-            candle_core::bail!("{}: bias of {} for {n} outputs", self.name(), b.len());
-        }
-        let bias_rows = |out: &mut [f32]| {
-            out.par_chunks_mut(BLOCK_ROWS * n).for_each(|block| {
-                for row in block.chunks_exact_mut(n) {
-                    row.copy_from_slice(b);
-                }
-            })
-        };
-        // SAFETY: `b` has n elements (checked above), so every row of n is assigned.
-        let mut out = unsafe { uninit_output(m * n, bias_rows) };
-        // SAFETY: lhs, rhs address the full stored matrices; out holds m·n initialised floats.
-        unsafe { sgemm_parallel(dims, MatMut::rows(out.as_mut_ptr(), n), lhs, rhs, 1.0, true) };
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        let (y, shape) = affine_rows(self.name(), (s1, l1), (s2, l2), (s3, l3))?;
+        Ok((CpuStorage::F32(y), shape))
     }
 
     fn bwd(
@@ -249,12 +299,86 @@ impl CustomOp3 for AffineRows {
     }
 }
 
+/// `gelu(x wᵀ + b)`; keeps the pre-activation for the backward pass.
+#[derive(Default)]
+struct AffineGelu {
+    pre_activation: Mutex<Option<Arc<Vec<f32>>>>,
+}
+
+impl CustomOp3 for AffineGelu {
+    fn name(&self) -> &'static str {
+        "fused-linear-gelu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (u, shape) = affine_rows(self.name(), (s1, l1), (s2, l2), (s3, l3))?;
+        // SAFETY: `gelu_into` assigns every element of an output as long as `u`.
+        let y = unsafe { uninit_output(u.len(), |y| gelu_into(&u, y)) };
+        if let Ok(mut slot) = self.pre_activation.lock() {
+            *slot = Some(Arc::new(u));
+        }
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let pre_activation = self
+            .pre_activation
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .ok_or_else(|| candle_core::Error::Msg(format!("{}: no forward pass", self.name())))?;
+        let du = grad
+            .contiguous()?
+            .apply_op1_no_bwd(&GeluGradAt { pre_activation })?;
+        let (dx, dw) = linear_grads(x, w, &du)?;
+        let db = du.apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `grad · gelu'(u)` for a stored pre-activation `u`.
+struct GeluGradAt {
+    pre_activation: Arc<Vec<f32>>,
+}
+
+impl CustomOp1 for GeluGradAt {
+    fn name(&self) -> &'static str {
+        "fused-gelu-grad"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = slice(s, l, self.name())?;
+        let u = self.pre_activation.as_slice();
+        if g.len() != u.len() {
+            candle_core::bail!("{}: gradient and pre-activation sizes differ", self.name());
+        }
+        // SAFETY: `g` and `u` have the output's length, so every element is assigned.
+        let du = unsafe { uninit_output(u.len(), |du| gelu_grad_into(u, g, du)) };
+        Ok((CpuStorage::F32(du), l.shape().clone()))
+    }
+}
+
 /// Sum over rows of a row-major `(rows, cols)` tensor.
 struct ColumnSum {
     cols: usize,
 }
 
-impl candle_core::CustomOp1 for ColumnSum {
+impl CustomOp1 for ColumnSum {
     fn name(&self) -> &'static str {
         "fused-column-sum"
     }
@@ -302,6 +426,20 @@ mod tests {
                     let l = candle_nn::Linear::new(x[1].clone(), Some(x[2].clone()));
                     candle_core::Module::forward(&l, &x[0])
                 },
+                1e-5,
+            )?;
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn fused_linear_gelu_matches_the_composition() -> candle_core::Result<()> {
+        for x_dims in [&[3usize, 70, 24][..], &[5, 24]] {
+            let v = vars(&[x_dims, &[40, 24], &[40]], 1.0)?;
+            check(
+                &v,
+                |x| linear_gelu(&x[0], &x[1], Some(&x[2])),
+                |x| super::super::gelu_plain(&linear_plain(&x[0], &x[1], Some(&x[2]))?),
                 1e-5,
             )?;
         }

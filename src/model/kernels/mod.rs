@@ -35,7 +35,7 @@ pub use attention::{attention, attention_plain};
 pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
-pub use linear::{linear, linear_plain};
+pub use linear::{linear, linear_gelu, linear_plain};
 pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV, PAR_FLOP, PAR_NS};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
