@@ -73,22 +73,25 @@ pub fn adamw_step(
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK).zip(g.par_chunks(CHUNK)))
         .for_each(|((p, m), (v, g))| {
-            simd::vectorized(|| {
-                for i in 0..p.len() {
-                    let pd = p[i] * c.decay + 0.0;
-                    let diff = g[i] - m[i];
-                    let mi = if c.lerp_from_grad {
-                        g[i] - (diff * c.lerp + 0.0)
-                    } else {
-                        m[i] + (diff * c.lerp + 0.0)
-                    };
-                    let vi = (v[i] * c.beta2 + 0.0) + (g[i] * c.one_minus_beta2 + 0.0) * g[i];
-                    let denom = (vi.sqrt() / c.bias_correction2_sqrt) * 1.0 + c.eps;
-                    p[i] = pd + (mi * c.neg_step_size + 0.0) / denom;
-                    m[i] = mi;
-                    v[i] = vi;
-                }
-            })
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    for i in 0..p.len() {
+                        let pd = p[i] * c.decay + 0.0;
+                        let diff = g[i] - m[i];
+                        let mi = if c.lerp_from_grad {
+                            g[i] - (diff * c.lerp + 0.0)
+                        } else {
+                            m[i] + (diff * c.lerp + 0.0)
+                        };
+                        let vi = (v[i] * c.beta2 + 0.0) + (g[i] * c.one_minus_beta2 + 0.0) * g[i];
+                        let denom = (vi.sqrt() / c.bias_correction2_sqrt) * 1.0 + c.eps;
+                        p[i] = pd + (mi * c.neg_step_size + 0.0) / denom;
+                        m[i] = mi;
+                        v[i] = vi;
+                    }
+                },
+            )
         });
     let dev = param.device();
     let shape = param.shape();

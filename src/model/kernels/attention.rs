@@ -169,7 +169,10 @@ impl CustomOp1 for Attention {
                                 (k.as_ptr(), 1, 3 * d),
                                 g.scale,
                             );
-                            simd::vectorized(|| softmax_rows(p, n));
+                            simd::vectorized(
+                                #[inline(always)]
+                                || softmax_rows(p, n),
+                            );
                             matmul(
                                 (n, hd, n),
                                 (o.0.add(b * n * d + h * hd), d, 1),
@@ -266,14 +269,17 @@ impl CustomOp2 for AttentionBwd {
                         );
                         // The product above wrote all n×n elements of the reserved capacity.
                         ds.set_len(n * n);
-                        simd::vectorized(|| {
-                            for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
-                                let c = simd::dot(dsr, pr);
-                                for (s, &pv) in dsr.iter_mut().zip(pr) {
-                                    *s = pv * (*s - c);
+                        simd::vectorized(
+                            #[inline(always)]
+                            || {
+                                for (dsr, pr) in ds.chunks_exact_mut(n).zip(p.chunks_exact(n)) {
+                                    let c = simd::dot(dsr, pr);
+                                    for (s, &pv) in dsr.iter_mut().zip(pr) {
+                                        *s = pv * (*s - c);
+                                    }
                                 }
-                            }
-                        });
+                            },
+                        );
                         matmul(
                             (n, hd, n),
                             (dq, 3 * d, 1),

@@ -40,11 +40,14 @@ pub fn ema_step(
     s.par_chunks_mut(CHUNK)
         .zip(p.par_chunks(CHUNK))
         .for_each(|(s, p)| {
-            simd::vectorized(|| {
-                for (s, &p) in s.iter_mut().zip(p) {
-                    *s -= (*s - p) * w + 0.0;
-                }
-            })
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    for (s, &p) in s.iter_mut().zip(p) {
+                        *s -= (*s - p) * w + 0.0;
+                    }
+                },
+            )
         });
     Ok(Some(Tensor::from_vec(s, shadow.shape(), shadow.device())?))
 }

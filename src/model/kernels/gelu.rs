@@ -39,12 +39,15 @@ pub(super) fn gelu_into(x: &[f32], y: &mut [f32]) {
     y.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK))
         .for_each(|(y, x)| {
-            simd::vectorized(|| {
-                for (y, &x) in y.iter_mut().zip(x) {
-                    let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
-                    *y = x * simd::sigmoid(z);
-                }
-            })
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x * x * x);
+                        *y = x * simd::sigmoid(z);
+                    }
+                },
+            )
         });
 }
 
@@ -53,16 +56,19 @@ pub(super) fn gelu_grad_into(x: &[f32], g: &[f32], dx: &mut [f32]) {
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
         .for_each(|(dx, (x, g))| {
-            simd::vectorized(|| {
-                for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-                    let x2 = x * x;
-                    let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
-                    let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
-                    let e = simd::exp(-z);
-                    let s = 1.0 / (1.0 + e);
-                    *dx = g * (s + x * dz * (e * s) * s);
-                }
-            })
+            simd::vectorized(
+                #[inline(always)]
+                || {
+                    for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+                        let x2 = x * x;
+                        let z = 2.0 * SQRT_2_OVER_PI * (x + CUBIC * x2 * x);
+                        let dz = 2.0 * SQRT_2_OVER_PI * (1.0 + 3.0 * CUBIC * x2);
+                        let e = simd::exp(-z);
+                        let s = 1.0 / (1.0 + e);
+                        *dx = g * (s + x * dz * (e * s) * s);
+                    }
+                },
+            )
         });
 }
 

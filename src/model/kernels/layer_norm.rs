@@ -136,17 +136,21 @@ impl CustomOp3 for LnModulate {
                 .zip(x.par_chunks(ROWS * d))
                 .enumerate()
                 .for_each(|(chunk, (y, x))| {
-                    simd::vectorized(|| {
-                        for (r, (y, x)) in y.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate()
-                        {
-                            let b = (chunk * ROWS + r) / self.tokens;
-                            let (sh, sc) = (&shift[b * d..][..d], &scale[b * d..][..d]);
-                            let (mean, rstd) = moments(x, self.eps);
-                            for i in 0..d {
-                                y[i] = (x[i] - mean) * rstd * (1.0 + sc[i]) + sh[i];
+                    simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (r, (y, x)) in
+                                y.chunks_exact_mut(d).zip(x.chunks_exact(d)).enumerate()
+                            {
+                                let b = (chunk * ROWS + r) / self.tokens;
+                                let (sh, sc) = (&shift[b * d..][..d], &scale[b * d..][..d]);
+                                let (mean, rstd) = moments(x, self.eps);
+                                for i in 0..d {
+                                    y[i] = (x[i] - mean) * rstd * (1.0 + sc[i]) + sh[i];
+                                }
                             }
-                        }
-                    })
+                        },
+                    )
                 })
         };
         // SAFETY: `x` is (B, T, D) (checked by `ln_modulate`), so its rows of `d` tile `y` and
@@ -208,31 +212,34 @@ impl CustomOp3 for LnModulateBwd {
                 .for_each(|(b, (dx, (dsh, dsc)))| {
                     let sc = &scale[b * d..][..d];
                     let mut g = vec![0f32; d];
-                    simd::vectorized(|| {
-                        for t in 0..self.tokens {
-                            let xr = &x[b * td + t * d..][..d];
-                            let gr = &gy[b * td + t * d..][..d];
-                            let (mean, rstd) = moments(xr, self.eps);
-                            let mut sum_g = 0f32;
-                            let mut sum_gx = 0f32;
-                            for i in 0..d {
-                                let xh = (xr[i] - mean) * rstd;
-                                dsh[i] += gr[i];
-                                dsc[i] += gr[i] * xh;
-                                g[i] = gr[i] * (1.0 + sc[i]);
+                    simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for t in 0..self.tokens {
+                                let xr = &x[b * td + t * d..][..d];
+                                let gr = &gy[b * td + t * d..][..d];
+                                let (mean, rstd) = moments(xr, self.eps);
+                                let mut sum_g = 0f32;
+                                let mut sum_gx = 0f32;
+                                for i in 0..d {
+                                    let xh = (xr[i] - mean) * rstd;
+                                    dsh[i] += gr[i];
+                                    dsc[i] += gr[i] * xh;
+                                    g[i] = gr[i] * (1.0 + sc[i]);
+                                }
+                                for i in 0..d {
+                                    sum_g += g[i];
+                                    sum_gx += g[i] * (xr[i] - mean);
+                                }
+                                let mg = sum_g / d as f32;
+                                let mgx = sum_gx * rstd / d as f32;
+                                let dxr = &mut dx[t * d..][..d];
+                                for i in 0..d {
+                                    dxr[i] = rstd * (g[i] - mg - (xr[i] - mean) * rstd * mgx);
+                                }
                             }
-                            for i in 0..d {
-                                sum_g += g[i];
-                                sum_gx += g[i] * (xr[i] - mean);
-                            }
-                            let mg = sum_g / d as f32;
-                            let mgx = sum_gx * rstd / d as f32;
-                            let dxr = &mut dx[t * d..][..d];
-                            for i in 0..d {
-                                dxr[i] = rstd * (g[i] - mg - (xr[i] - mean) * rstd * mgx);
-                            }
-                        }
-                    })
+                        },
+                    )
                 });
         };
         // SAFETY: `x` is (B, T, D) with B = `bsz`, so the per-batch blocks of `td` tile `dx` and
@@ -269,20 +276,23 @@ impl CustomOp3 for GatedAdd {
                 .zip(x.par_chunks(ROWS * d).zip(a.par_chunks(ROWS * d)))
                 .enumerate()
                 .for_each(|(chunk, (y, (x, a)))| {
-                    simd::vectorized(|| {
-                        for (r, ((y, x), a)) in y
-                            .chunks_exact_mut(d)
-                            .zip(x.chunks_exact(d))
-                            .zip(a.chunks_exact(d))
-                            .enumerate()
-                        {
-                            let b = (chunk * ROWS + r) / self.tokens;
-                            let g = &gate[b * d..][..d];
-                            for i in 0..d {
-                                y[i] = x[i] + a[i] * g[i];
+                    simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for (r, ((y, x), a)) in y
+                                .chunks_exact_mut(d)
+                                .zip(x.chunks_exact(d))
+                                .zip(a.chunks_exact(d))
+                                .enumerate()
+                            {
+                                let b = (chunk * ROWS + r) / self.tokens;
+                                let g = &gate[b * d..][..d];
+                                for i in 0..d {
+                                    y[i] = x[i] + a[i] * g[i];
+                                }
                             }
-                        }
-                    })
+                        },
+                    )
                 });
         };
         // SAFETY: `x` and `a` are (B, T, D) (checked by `gated_add`), so their rows of `d` tile
@@ -341,17 +351,20 @@ impl CustomOp3 for GatedAddBwd {
                 .enumerate()
                 .for_each(|(b, (da, dg))| {
                     let gt = &gate[b * d..][..d];
-                    simd::vectorized(|| {
-                        for t in 0..self.tokens {
-                            let gr = &g[b * td + t * d..][..d];
-                            let ar = &a[b * td + t * d..][..d];
-                            let dar = &mut da[t * d..][..d];
-                            for i in 0..d {
-                                dar[i] = gr[i] * gt[i];
-                                dg[i] += gr[i] * ar[i];
+                    simd::vectorized(
+                        #[inline(always)]
+                        || {
+                            for t in 0..self.tokens {
+                                let gr = &g[b * td + t * d..][..d];
+                                let ar = &a[b * td + t * d..][..d];
+                                let dar = &mut da[t * d..][..d];
+                                for i in 0..d {
+                                    dar[i] = gr[i] * gt[i];
+                                    dg[i] += gr[i] * ar[i];
+                                }
                             }
-                        }
-                    })
+                        },
+                    )
                 });
         };
         // SAFETY: the gradient is (B, T, D) with B = `bsz`, so the per-batch blocks of `td`

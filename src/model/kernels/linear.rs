@@ -390,13 +390,16 @@ impl CustomOp1 for ColumnSum {
             .par_chunks(BLOCK_ROWS * c)
             .map(|block| {
                 let mut acc = vec![0f32; c];
-                simd::vectorized(|| {
-                    for row in block.chunks_exact(c) {
-                        for i in 0..c {
-                            acc[i] += row[i];
+                simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for row in block.chunks_exact(c) {
+                            for i in 0..c {
+                                acc[i] += row[i];
+                            }
                         }
-                    }
-                });
+                    },
+                );
                 acc
             })
             .collect();
