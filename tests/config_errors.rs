@@ -244,3 +244,35 @@ fn the_fused_kernel_switch_is_a_machine_setting() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_blas_choice_is_a_machine_setting_and_a_missing_library_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_train"))
+            .current_dir(dir.path())
+            .args(["--cfg", "job"])
+            .env_remove("FLOWRUN_SETTINGS")
+            .env("FLOWRUN_BLAS", value)
+            .output()
+            .unwrap()
+    };
+    for ok in ["auto", "off", ""] {
+        let out = run(ok);
+        assert!(
+            out.status.success(),
+            "FLOWRUN_BLAS={ok}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = run("/nonexistent/libcblas.so");
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("'blas'")
+            && stderr.contains("/nonexistent/libcblas.so")
+            && stderr.contains("blas=off"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

@@ -324,6 +324,12 @@ pub fn fit(req: &FitRequest<'_>) -> Result<FitSummary, TrainError> {
     };
     let precision = effective_precision(s.trainer.precision, &device);
     notices.extend(precision.notice.clone());
+    if device.is_cpu() && crate::model::kernels::fused() {
+        notices.push(format!(
+            "CPU matmuls: {} (machine setting `blas`)",
+            crate::model::kernels::blas_description()
+        ));
+    }
 
     // Rank 0 first, so that only one process writes a synthetic-scene cache.
     if !world.is_main() {

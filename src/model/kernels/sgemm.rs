@@ -119,21 +119,23 @@ fn open(library: &str) -> Result<Blas, BlasLoadError> {
     }
     let config = symbol(handle, "openblas_get_config");
     let version = if config.is_null() {
-        String::new()
+        None
     } else {
         // SAFETY: OpenBLAS's `char *openblas_get_config(void)`, a static string.
         let get: unsafe extern "C" fn() -> *const c_char = unsafe { std::mem::transmute(config) };
-        // SAFETY: non-null static NUL-terminated string.
+        // SAFETY: a plain query.
         let text = unsafe { get() };
-        if text.is_null() {
-            String::new()
-        } else {
-            format!(
-                ", {}",
-                unsafe { CStr::from_ptr(text) }.to_string_lossy().trim()
-            )
-        }
+        // SAFETY: non-null, a static NUL-terminated string.
+        (!text.is_null()).then(|| {
+            unsafe { CStr::from_ptr(text) }
+                .to_string_lossy()
+                .into_owned()
+        })
     };
+    // "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." → "OpenBLAS 0.3.21".
+    let version = version
+        .map(|v| v.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "CBLAS".to_string());
     let parallel = symbol(handle, "openblas_get_parallel");
     let threading = if parallel.is_null() {
         ""
@@ -142,14 +144,14 @@ fn open(library: &str) -> Result<Blas, BlasLoadError> {
         let get: unsafe extern "C" fn() -> c_int = unsafe { std::mem::transmute(parallel) };
         // SAFETY: a plain query.
         match unsafe { get() } {
-            0 => ", single-threaded build",
-            _ => ", threaded build: concurrent calls are serialised (install libopenblas0-serial)",
+            0 => "single-threaded build, ",
+            _ => "threaded build: concurrent calls are serialised, install libopenblas0-serial; ",
         }
     };
     Ok(Blas {
         // SAFETY: `cblas_sgemm` has the standard CBLAS signature.
         sgemm: unsafe { std::mem::transmute::<*mut c_void, CblasSgemm>(sgemm) },
-        description: format!("{library}{version}{threading}"),
+        description: format!("{version} ({threading}{library})"),
     })
 }
 
@@ -201,10 +203,11 @@ fn backend() -> Option<&'static Blas> {
         .as_ref()
 }
 
-/// A one-line description of the sgemm in use, e.g. `OpenBLAS (libopenblas.so.0, …)`.
+/// A one-line description of the sgemm in use, e.g. `OpenBLAS 0.3.21 (single-threaded build,
+/// /usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0)`.
 pub fn blas_description() -> String {
     match backend() {
-        Some(blas) => format!("OpenBLAS ({})", blas.description),
+        Some(blas) => blas.description.clone(),
         None => "candle's gemm crate".to_string(),
     }
 }
