@@ -19,9 +19,14 @@ lint:
 
 # The performance harness (issue 9): `train --cfg job`, sgemm, training and sampling throughput of
 # CPU_SMALL and NAMO64 with the fused kernels on and off, GFLOP/s, peak RSS; writes
-# target/bench/perf.json. `FLOWRUN_FUSED=0` switches the fused kernels off in every binary.
+# target/bench/perf.json. `FLOWRUN_FUSED=0` switches the fused kernels off in every binary; the
+# fused kernels use OpenBLAS when installed (`just install-openblas`), see README "CPU speed".
 bench:
     cargo bench --bench perf
+
+# Debian's single-threaded OpenBLAS, which the fused CPU kernels load at run time (root).
+install-openblas:
+    apt-get install -y libopenblas0-serial
 
 # The other benchmarks.
 bench-all: bench bench-config bench-solvers bench-data
