@@ -107,11 +107,7 @@ unsafe fn matmul(
         row_stride,
         col_stride,
     };
-    let dst = MatMut {
-        ptr: dst.0,
-        row_stride: dst.1,
-        col_stride: dst.2,
-    };
+    let dst = MatMut::strided(dst.0, dst.1, dst.2);
     sgemm(dims, dst, mat(lhs), mat(rhs), beta, false)
 }
 

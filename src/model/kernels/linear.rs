@@ -47,7 +47,7 @@ pub fn linear_gelu(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::R
             row_dims(x, w)?;
             check_bias(w, b)?;
             x.contiguous()?
-                .apply_op3(&w.contiguous()?, &b.contiguous()?, AffineGelu::default())
+                .apply_op3(&w.contiguous()?, &b.contiguous()?, AffineRows::gelu())
         }
         _ => super::gelu(&linear(x, w, b)?),
     }
@@ -87,7 +87,7 @@ fn linear_fused(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> candle_core::Resu
     match b {
         Some(b) => {
             check_bias(&w, b)?;
-            x.apply_op3(&w, &b.contiguous()?, AffineRows)
+            x.apply_op3(&w, &b.contiguous()?, AffineRows::default())
         }
         None => x.apply_op2(&w, Product::X_WT),
     }
@@ -262,52 +262,37 @@ fn affine_rows(
     Ok((out, product_shape(false, l1, m, n)))
 }
 
-/// `x wᵀ + b` with `x (rows, in)`, `w (out, in)`, `b (out)`.
-struct AffineRows;
+/// `act(x wᵀ + b)` with `x (rows, in)`, `w (out, in)`, `b (out)`.
+#[derive(Default)]
+struct AffineRows {
+    activation: Activation,
+}
+
+/// What follows the affine map inside [`AffineRows`].
+#[derive(Default)]
+enum Activation {
+    /// Nothing: a Linear layer.
+    #[default]
+    Identity,
+    /// tanh-GELU; the pre-activation is kept for the backward pass.
+    Gelu(Mutex<Option<Arc<Vec<f32>>>>),
+}
+
+impl AffineRows {
+    /// A Linear layer followed by tanh-GELU.
+    fn gelu() -> AffineRows {
+        AffineRows {
+            activation: Activation::Gelu(Mutex::new(None)),
+        }
+    }
+}
 
 impl CustomOp3 for AffineRows {
     fn name(&self) -> &'static str {
-        "fused-linear"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-        s3: &CpuStorage,
-        l3: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (y, shape) = affine_rows(self.name(), (s1, l1), (s2, l2), (s3, l3))?;
-        Ok((CpuStorage::F32(y), shape))
-    }
-
-    fn bwd(
-        &self,
-        x: &Tensor,
-        w: &Tensor,
-        b: &Tensor,
-        _y: &Tensor,
-        grad: &Tensor,
-    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw) = linear_grads(x, w, grad)?;
-        let db = grad
-            .contiguous()?
-            .apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
-        Ok((Some(dx), Some(dw), Some(db)))
-    }
-}
-
-/// `gelu(x wᵀ + b)`; keeps the pre-activation for the backward pass.
-#[derive(Default)]
-struct AffineGelu {
-    pre_activation: Mutex<Option<Arc<Vec<f32>>>>,
-}
-
-impl CustomOp3 for AffineGelu {
-    fn name(&self) -> &'static str {
-        "fused-linear-gelu"
+        match self.activation {
+            Activation::Identity => "fused-linear",
+            Activation::Gelu(_) => "fused-linear-gelu",
+        }
     }
 
     fn cpu_fwd(
@@ -320,11 +305,17 @@ impl CustomOp3 for AffineGelu {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (u, shape) = affine_rows(self.name(), (s1, l1), (s2, l2), (s3, l3))?;
-        // SAFETY: `gelu_into` assigns every element of an output as long as `u`.
-        let y = unsafe { uninit_output(u.len(), |y| gelu_into(&u, y)) };
-        if let Ok(mut slot) = self.pre_activation.lock() {
-            *slot = Some(Arc::new(u));
-        }
+        let y = match &self.activation {
+            Activation::Identity => u,
+            Activation::Gelu(slot) => {
+                // SAFETY: `gelu_into` assigns every element of an output as long as `u`.
+                let y = unsafe { uninit_output(u.len(), |y| gelu_into(&u, y)) };
+                if let Ok(mut slot) = slot.lock() {
+                    *slot = Some(Arc::new(u));
+                }
+                y
+            }
+        };
         Ok((CpuStorage::F32(y), shape))
     }
 
@@ -336,17 +327,18 @@ impl CustomOp3 for AffineGelu {
         _y: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let pre_activation = self
-            .pre_activation
-            .lock()
-            .ok()
-            .and_then(|p| p.clone())
-            .ok_or_else(|| candle_core::Error::Msg(format!("{}: no forward pass", self.name())))?;
-        let du = grad
-            .contiguous()?
-            .apply_op1_no_bwd(&GeluGradAt { pre_activation })?;
-        let (dx, dw) = linear_grads(x, w, &du)?;
-        let db = du.apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
+        let grad = grad.contiguous()?;
+        let dz = match &self.activation {
+            Activation::Identity => grad,
+            Activation::Gelu(slot) => {
+                let pre_activation = slot.lock().ok().and_then(|p| p.clone()).ok_or_else(|| {
+                    candle_core::Error::Msg(format!("{}: no forward pass", self.name()))
+                })?;
+                grad.apply_op1_no_bwd(&GeluGradAt { pre_activation })?
+            }
+        };
+        let (dx, dw) = linear_grads(x, w, &dz)?;
+        let db = dz.apply_op1_no_bwd(&ColumnSum { cols: b.dim(0)? })?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }

@@ -36,7 +36,7 @@ pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
 pub use linear::{linear, linear_gelu, linear_plain};
-pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV, PAR_FLOP, PAR_NS};
+pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
 pub const FUSED_ENV: &str = "FLOWRUN_FUSED";

@@ -222,18 +222,12 @@ pub(crate) struct Mat {
 
 /// A strided mutable f32 matrix (same addressing as [`Mat`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct MatMut {
-    pub ptr: *mut f32,
-    pub row_stride: usize,
-    pub col_stride: usize,
-}
+pub(crate) struct MatMut(Mat);
 
 // SAFETY: the kernels hand disjoint blocks of one buffer to different tasks, and the buffers
 // outlive the parallel loops that use them.
 unsafe impl Send for Mat {}
 unsafe impl Sync for Mat {}
-unsafe impl Send for MatMut {}
-unsafe impl Sync for MatMut {}
 
 impl Mat {
     /// A row-major `(rows, cols)` matrix with row stride `ld`.
@@ -284,25 +278,28 @@ impl Mat {
 impl MatMut {
     /// A row-major `(rows, cols)` matrix with row stride `ld`.
     pub fn rows(ptr: *mut f32, ld: usize) -> MatMut {
-        MatMut {
+        MatMut::strided(ptr, ld, 1)
+    }
+
+    /// Element `(i, j)` at `ptr + i * row_stride + j * col_stride`.
+    pub fn strided(ptr: *mut f32, row_stride: usize, col_stride: usize) -> MatMut {
+        MatMut(Mat {
             ptr,
-            row_stride: ld,
-            col_stride: 1,
-        }
+            row_stride,
+            col_stride,
+        })
+    }
+
+    fn ptr(&self) -> *mut f32 {
+        self.0.ptr.cast_mut()
     }
 
     fn offset_rows(self, rows: usize) -> MatMut {
-        MatMut {
-            ptr: self.ptr.wrapping_add(rows * self.row_stride),
-            ..self
-        }
+        MatMut(self.0.offset_rows(rows))
     }
 
     fn offset_cols(self, cols: usize) -> MatMut {
-        MatMut {
-            ptr: self.ptr.wrapping_add(cols * self.col_stride),
-            ..self
-        }
+        MatMut(self.0.offset_cols(cols))
     }
 }
 
@@ -339,7 +336,7 @@ unsafe fn product(
         return;
     }
     if let (Some(blas), Some((ta, lda)), Some((tb, ldb)), true) =
-        (blas, lhs.cblas(), rhs.cblas(), dst.col_stride == 1)
+        (blas, lhs.cblas(), rhs.cblas(), dst.0.col_stride == 1)
     {
         let beta = if accumulate { 1.0 } else { 0.0 };
         (blas.sgemm)(
@@ -355,15 +352,15 @@ unsafe fn product(
             rhs.ptr,
             ldb,
             beta,
-            dst.ptr,
-            dst.row_stride.max(1) as c_int,
+            dst.ptr(),
+            dst.0.row_stride.max(1) as c_int,
         );
         return;
     }
     if k == 0 && !accumulate {
         for i in 0..m {
             for j in 0..n {
-                *dst.ptr.add(i * dst.row_stride + j * dst.col_stride) = 0.0;
+                *dst.ptr().add(i * dst.0.row_stride + j * dst.0.col_stride) = 0.0;
             }
         }
         return;
@@ -372,9 +369,9 @@ unsafe fn product(
         m,
         n,
         k,
-        dst.ptr,
-        dst.col_stride as isize,
-        dst.row_stride as isize,
+        dst.ptr(),
+        dst.0.col_stride as isize,
+        dst.0.row_stride as isize,
         accumulate,
         lhs.ptr,
         lhs.col_stride as isize,
@@ -404,21 +401,8 @@ pub(crate) unsafe fn sgemm_parallel(
     alpha: f32,
     accumulate: bool,
 ) {
-    let st = std::time::Instant::now();
-    product_parallel(backend(), dims, dst, lhs, rhs, alpha, accumulate);
-    PAR_NS.fetch_add(
-        st.elapsed().as_nanos() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    PAR_FLOP.fetch_add(
-        2 * (dims.0 * dims.1 * dims.2) as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    product_parallel(backend(), dims, dst, lhs, rhs, alpha, accumulate)
 }
-/// tmp
-pub static PAR_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-/// tmp
-pub static PAR_FLOP: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// [`sgemm_parallel`] through `blas`, or the `gemm` crate when `None`.
 ///
