@@ -216,18 +216,21 @@ fn bad_flags_are_usage_errors() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such directory"));
 }
 
+/// `train --cfg job` in a fresh directory with one machine setting given by its variable.
+fn cfg_job_with_setting(var: &str, value: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    Command::new(env!("CARGO_BIN_EXE_train"))
+        .current_dir(dir.path())
+        .args(["--cfg", "job"])
+        .env_remove("FLOWRUN_SETTINGS")
+        .env(var, value)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn the_fused_kernel_switch_is_a_machine_setting() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |value: &str| {
-        Command::new(env!("CARGO_BIN_EXE_train"))
-            .current_dir(dir.path())
-            .args(["--cfg", "job"])
-            .env_remove("FLOWRUN_SETTINGS")
-            .env("FLOWRUN_FUSED", value)
-            .output()
-            .unwrap()
-    };
+    let run = |value: &str| cfg_job_with_setting("FLOWRUN_FUSED", value);
     for ok in ["0", "1", "false", "on"] {
         let out = run(ok);
         assert!(
@@ -247,16 +250,7 @@ fn the_fused_kernel_switch_is_a_machine_setting() {
 
 #[test]
 fn the_blas_choice_is_a_machine_setting_and_a_missing_library_is_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let run = |value: &str| {
-        Command::new(env!("CARGO_BIN_EXE_train"))
-            .current_dir(dir.path())
-            .args(["--cfg", "job"])
-            .env_remove("FLOWRUN_SETTINGS")
-            .env("FLOWRUN_BLAS", value)
-            .output()
-            .unwrap()
-    };
+    let run = |value: &str| cfg_job_with_setting("FLOWRUN_BLAS", value);
     for ok in ["auto", "off", ""] {
         let out = run(ok);
         assert!(
