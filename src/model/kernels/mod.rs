@@ -2,8 +2,8 @@
 //!
 //! Modules by concept: [`gelu`](gelu()), LayerNorm with adaLN modulation and the gated residual
 //! ([`ln_modulate`], [`gated_add`]), [`attention`](attention()), [`linear`](linear()) with a fused
-//! bias; `simd` holds the vectorisable math they share, `sgemm` the matrix multiply (OpenBLAS
-//! when the system has it, else candle's gemm crate).
+//! bias; `simd` holds the vectorisable math they share, `sgemm` the matrix products
+//! (through OpenBLAS, loaded by `blas`, when the system has it, else candle's gemm crate).
 //!
 //! candle evaluates a composed op (LayerNorm, modulation, tanh-GELU, softmax attention) one
 //! elementwise pass at a time, with a fresh tensor per pass, and differentiates it the same way.
@@ -18,6 +18,7 @@
 mod adamw;
 mod alloc;
 mod attention;
+mod blas;
 mod ema;
 mod gelu;
 mod layer_norm;
@@ -32,11 +33,11 @@ use candle_core::{CpuStorage, DType, Layout, Tensor};
 pub use adamw::{adamw_step, AdamWCoefficients};
 pub use alloc::tune_allocator;
 pub use attention::{attention, attention_plain};
+pub use blas::{blas_description, set_blas, BlasLoadError, BLAS_ENV};
 pub use ema::ema_step;
 pub use gelu::{gelu, gelu_plain};
 pub use layer_norm::{gated_add, gated_add_plain, ln_modulate, ln_modulate_plain};
 pub use linear::{linear, linear_gelu, linear_plain};
-pub use sgemm::{blas_description, set_blas, BlasLoadError, BLAS_ENV};
 
 /// Name of the environment variable that switches the fused kernels off (`0`, `false`, `off`).
 pub const FUSED_ENV: &str = "FLOWRUN_FUSED";
