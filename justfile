@@ -24,9 +24,9 @@ lint:
 bench:
     cargo bench --bench perf
 
-# Debian's single-threaded OpenBLAS, which the fused CPU kernels load at run time (root).
+# Debian's threaded OpenBLAS, which the fused CPU kernels load at run time (root).
 install-openblas:
-    apt-get install -y libopenblas0-serial
+    apt-get install -y libopenblas0-pthread
 
 # The other benchmarks.
 bench-all: bench bench-config bench-solvers bench-data

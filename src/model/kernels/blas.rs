@@ -3,25 +3,25 @@
 //! `dlopen` keeps the default build free of system libraries: with Debian's `libopenblas0`
 //! installed the DiT's matmuls run at about twice candle's rate on the reference machine (210
 //! against 111 GFLOP/s); without it [`super::sgemm`] uses the `gemm` crate (candle's own CPU
-//! gemm). OpenBLAS is pinned to one thread, since `sgemm` splits products over rayon's pool.
+//! gemm). OpenBLAS runs each product on as many threads as rayon's pool has, one call at a time.
 //!
 //! The choice is the `blas` setting (`FLOWRUN_BLAS`): `auto` (the default: OpenBLAS if it loads,
-//! Debian's single-threaded `libopenblas0-serial` first), `on` (OpenBLAS, or an error), `off`
+//! Debian's threaded `libopenblas0-pthread` first), `on` (OpenBLAS, or an error), `off`
 //! (the `gemm` crate always), or a library name or path to load, which must then load.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 /// Name of the environment variable (and machine setting `blas`) that picks the sgemm.
 pub const BLAS_ENV: &str = "FLOWRUN_BLAS";
 
-/// Libraries tried, in order, when the setting is `auto`: Debian's single-threaded build first
-/// (a threaded OpenBLAS serialises calls made from several threads at once), then whichever
-/// build the loader finds.
+/// Libraries tried, in order, when the setting is `auto`: Debian's threaded build first (its
+/// own threads run each product; it is safe to call from several threads), then whichever build
+/// the loader finds.
 pub(super) fn default_libraries() -> [String; 3] {
     [
         format!(
-            "/usr/lib/{}-linux-gnu/openblas-serial/libopenblas.so.0",
+            "/usr/lib/{}-linux-gnu/openblas-pthread/libopenblas.so.0",
             std::env::consts::ARCH
         ),
         "libopenblas.so.0".to_string(),
@@ -60,6 +60,9 @@ pub(super) struct Blas {
     pub(super) sgemm: CblasSgemm,
     /// Version, threading and file, for the run's log.
     description: String,
+    /// Held during every call: OpenBLAS's single-threaded build shares its work buffers between
+    /// callers, and two concurrent calls gave wrong results (measured), so calls never overlap.
+    pub(super) lock: Mutex<()>,
 }
 
 /// The sgemm in use: a loaded BLAS, or `None` for the `gemm` crate.
@@ -114,7 +117,7 @@ pub(super) fn open(library: &str) -> Result<Blas, BlasLoadError> {
         // SAFETY: OpenBLAS's `void openblas_set_num_threads(int)`.
         let set: unsafe extern "C" fn(c_int) = unsafe { std::mem::transmute(set_threads) };
         // SAFETY: called before any sgemm of this process.
-        unsafe { set(1) };
+        unsafe { set(rayon::current_num_threads().max(1) as c_int) };
     }
     let config = symbol(handle, "openblas_get_config");
     let version = if config.is_null() {
@@ -144,13 +147,14 @@ pub(super) fn open(library: &str) -> Result<Blas, BlasLoadError> {
         // SAFETY: a plain query.
         match unsafe { get() } {
             0 => "single-threaded build, ",
-            _ => "threaded build: concurrent calls are serialised, install libopenblas0-serial; ",
+            _ => "threaded build, ",
         }
     };
     Ok(Blas {
         // SAFETY: `cblas_sgemm` has the standard CBLAS signature.
         sgemm: unsafe { std::mem::transmute::<*mut c_void, CblasSgemm>(sgemm) },
         description: format!("{version} ({threading}{library})"),
+        lock: Mutex::new(()),
     })
 }
 
@@ -204,7 +208,7 @@ pub(super) fn backend() -> Option<&'static Blas> {
 }
 
 /// A one-line description of the sgemm in use, e.g. `OpenBLAS 0.3.21 (single-threaded build,
-/// /usr/lib/x86_64-linux-gnu/openblas-serial/libopenblas.so.0)`.
+/// /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0)`.
 pub fn blas_description() -> String {
     match backend() {
         Some(blas) => blas.description.clone(),

@@ -105,8 +105,10 @@ impl MatMut {
     }
 }
 
-/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread; `accumulate`
-/// adds to `dst`, otherwise `dst` is only written (it may be uninitialised).
+/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread, through the
+/// `gemm` crate (for the small products that tasks of the pool run side by side; a BLAS call
+/// there would wait for the BLAS's lock); `accumulate` adds to `dst`, otherwise `dst` is only
+/// written (it may be uninitialised).
 ///
 /// # Safety
 /// Every operand must address its full strided matrix, and `dst` must not overlap the others.
@@ -118,7 +120,7 @@ pub(crate) unsafe fn sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    product(backend(), dims, dst, lhs, rhs, alpha, accumulate)
+    product(None, dims, dst, lhs, rhs, alpha, accumulate)
 }
 
 /// [`sgemm`] through `blas`, or the `gemm` crate when `None`.
@@ -141,6 +143,7 @@ unsafe fn product(
         (blas, lhs.cblas(), rhs.cblas(), dst.0.col_stride == 1)
     {
         let beta = if accumulate { 1.0 } else { 0.0 };
+        let _one_call_at_a_time = blas.lock.lock().unwrap_or_else(|e| e.into_inner());
         (blas.sgemm)(
             CBLAS_ROW_MAJOR,
             ta,
@@ -190,8 +193,9 @@ unsafe fn product(
     );
 }
 
-/// [`sgemm`] split over rayon's threads: by rows of `dst` when it has at least as many rows
-/// as columns, else by columns; each block is one single-threaded product.
+/// [`sgemm`] on every thread: one call of the loaded BLAS (which runs it on its own threads),
+/// else the `gemm` crate split over rayon's threads, by rows of `dst` when it has at least as
+/// many rows as columns, else by columns.
 ///
 /// # Safety
 /// As for [`sgemm`].
@@ -220,7 +224,7 @@ unsafe fn product_parallel(
     accumulate: bool,
 ) {
     let threads = rayon::current_num_threads();
-    if threads <= 1 || m * n * k < PARALLEL_MIN_WORK {
+    if blas.is_some() || threads <= 1 || m * n * k < PARALLEL_MIN_WORK {
         return product(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate);
     }
     let by_rows = m >= n;
@@ -296,6 +300,37 @@ mod tests {
         for blas in [None, openblas.as_ref()] {
             check_products(blas);
         }
+    }
+
+    #[test]
+    fn concurrent_calls_give_the_same_bits() {
+        let (m, n, k) = (64, 48, 32);
+        let a = data(m * k, 3);
+        let b = data(n * k, 4);
+        let product_of = || {
+            let mut c = vec![0f32; m * n];
+            // SAFETY: the operands address full (m×k), (k×n)ᵀ and (m×n) matrices.
+            unsafe {
+                sgemm_parallel(
+                    (m, n, k),
+                    MatMut::rows(c.as_mut_ptr(), n),
+                    Mat::rows(&a, k),
+                    Mat::transposed(&b, k),
+                    1.0,
+                    false,
+                )
+            };
+            c
+        };
+        let want = product_of();
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| (0..400).all(|_| product_of() == want)))
+                .collect();
+            for w in workers {
+                assert!(w.join().expect("no panic"), "a concurrent product differed");
+            }
+        });
     }
 
     fn check_products(blas: Option<&Blas>) {
