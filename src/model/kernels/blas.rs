@@ -160,13 +160,12 @@ pub(super) fn open(library: &str) -> Result<Blas, BlasLoadError> {
 
 /// The backend for a `blas` setting value: `auto`, a switch (`off`, `on`), or a library.
 fn resolve(setting: &str) -> Result<Option<Blas>, BlasLoadError> {
-    let setting = setting.trim();
-    match super::parse_switch(setting) {
+    let required = match super::parse_switch(setting) {
         Some(false) => return Ok(None),
-        Some(true) => {}
-        None if setting.is_empty() || setting.eq_ignore_ascii_case("auto") => {}
-        None => return open(setting).map(Some),
-    }
+        Some(true) => true,
+        None if is_auto(setting) => false,
+        None => return open(setting.trim()).map(Some),
+    };
     let mut last = None;
     for library in default_libraries() {
         match open(&library) {
@@ -174,10 +173,16 @@ fn resolve(setting: &str) -> Result<Option<Blas>, BlasLoadError> {
             Err(e) => last = Some(e),
         }
     }
-    match super::parse_switch(setting) {
-        Some(true) => Err(last.expect("at least one library was tried")),
+    match last {
+        Some(e) if required => Err(e),
         _ => Ok(None),
     }
+}
+
+/// Whether a `blas` setting value is `auto` (or empty, its default).
+fn is_auto(setting: &str) -> bool {
+    let setting = setting.trim();
+    setting.is_empty() || setting.eq_ignore_ascii_case("auto")
 }
 
 /// Picks the sgemm for this process from a `blas` setting value. `auto` is resolved at the
@@ -185,11 +190,10 @@ fn resolve(setting: &str) -> Result<Option<Blas>, BlasLoadError> {
 /// resolved now, so that a library that does not load is reported up front. The first choice
 /// stands: later calls change nothing.
 pub fn set_blas(setting: &str) -> Result<(), BlasLoadError> {
-    let trimmed = setting.trim();
-    if trimmed.is_empty() || trimmed.eq_ignore_ascii_case("auto") {
+    if is_auto(setting) {
         return Ok(());
     }
-    let chosen = resolve(trimmed)?;
+    let chosen = resolve(setting)?;
     let _ = BACKEND.set(chosen);
     Ok(())
 }
@@ -207,7 +211,7 @@ pub(super) fn backend() -> Option<&'static Blas> {
         .as_ref()
 }
 
-/// A one-line description of the sgemm in use, e.g. `OpenBLAS 0.3.21 (single-threaded build,
+/// A one-line description of the sgemm in use, e.g. `OpenBLAS 0.3.21 (threaded build,
 /// /usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0)`.
 pub fn blas_description() -> String {
     match backend() {

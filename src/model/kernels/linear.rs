@@ -1,6 +1,7 @@
 //! Linear layers as custom ops over one 2-D product: every leading dim of the input is folded
-//! into the rows (with no reshape nodes, whose gradients candle would accumulate again), the bias is written into the output before the product accumulates onto it,
-//! and the backward pass computes `dx = dy w`, `dw = dyᵀ x` and `db` (a vectorised column sum
+//! into the rows (with no reshape nodes, whose gradients candle would accumulate again), the
+//! bias is written into the output before the product accumulates onto it, and the backward
+//! pass computes `dx = dy w`, `dw = dyᵀ x` and `db` (a vectorised column sum
 //! over fixed row blocks, summed in a fixed order) without candle's transposes, strided
 //! gradient adds or broadcast reductions. The products go through [`super::sgemm`].
 

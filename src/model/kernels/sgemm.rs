@@ -1,14 +1,12 @@
 //! The f32 matrix products of the fused kernels: `cblas_sgemm` of the loaded BLAS
-//! ([`super::blas`]) when there is one, else the `gemm` crate (candle's own CPU gemm), on one
-//! thread ([`sgemm`]) or split over rayon's pool ([`sgemm_parallel`]).
+//! ([`super::blas`]) when there is one, else the `gemm` crate (candle's own CPU gemm), on the
+//! calling thread ([`sgemm`]) or on every thread ([`sgemm_parallel`]).
 
 use std::ffi::c_int;
 
-use rayon::prelude::*;
-
 use super::blas::{backend, Blas, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS};
 
-/// Below this many multiply-adds a product runs on the calling thread.
+/// Below this many multiply-adds the `gemm` crate runs a product on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
 
 /// A strided f32 matrix: element `(i, j)` at `ptr + i * row_stride + j * col_stride`.
@@ -50,21 +48,6 @@ impl Mat {
         }
     }
 
-    fn offset_rows(self, rows: usize) -> Mat {
-        Mat {
-            // SAFETY (of callers): the offset stays inside the operand.
-            ptr: self.ptr.wrapping_add(rows * self.row_stride),
-            ..self
-        }
-    }
-
-    fn offset_cols(self, cols: usize) -> Mat {
-        Mat {
-            ptr: self.ptr.wrapping_add(cols * self.col_stride),
-            ..self
-        }
-    }
-
     /// CBLAS transpose flag and leading dimension, if the layout is one CBLAS takes.
     fn cblas(&self) -> Option<(c_int, c_int)> {
         if self.col_stride == 1 {
@@ -95,14 +78,6 @@ impl MatMut {
     fn ptr(&self) -> *mut f32 {
         self.0.ptr.cast_mut()
     }
-
-    fn offset_rows(self, rows: usize) -> MatMut {
-        MatMut(self.0.offset_rows(rows))
-    }
-
-    fn offset_cols(self, cols: usize) -> MatMut {
-        MatMut(self.0.offset_cols(cols))
-    }
 }
 
 /// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread, through the
@@ -120,13 +95,15 @@ pub(crate) unsafe fn sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    product(None, dims, dst, lhs, rhs, alpha, accumulate)
+    product(None, dims, dst, lhs, rhs, alpha, accumulate, false)
 }
 
-/// [`sgemm`] through `blas`, or the `gemm` crate when `None`.
+/// [`sgemm`] through `blas`, or the `gemm` crate when `None` (over rayon's pool when `parallel`
+/// and the product is large).
 ///
 /// # Safety
 /// As for [`sgemm`].
+#[allow(clippy::too_many_arguments)]
 unsafe fn product(
     blas: Option<&Blas>,
     (m, n, k): (usize, usize, usize),
@@ -135,6 +112,7 @@ unsafe fn product(
     rhs: Mat,
     alpha: f32,
     accumulate: bool,
+    parallel: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -189,13 +167,16 @@ unsafe fn product(
         false,
         false,
         false,
-        gemm::Parallelism::None,
+        if parallel && m * n * k >= PARALLEL_MIN_WORK {
+            gemm::Parallelism::Rayon(rayon::current_num_threads())
+        } else {
+            gemm::Parallelism::None
+        },
     );
 }
 
 /// [`sgemm`] on every thread: one call of the loaded BLAS (which runs it on its own threads),
-/// else the `gemm` crate split over rayon's threads, by rows of `dst` when it has at least as
-/// many rows as columns, else by columns.
+/// else the `gemm` crate over rayon's pool.
 ///
 /// # Safety
 /// As for [`sgemm`].
@@ -207,58 +188,7 @@ pub(crate) unsafe fn sgemm_parallel(
     alpha: f32,
     accumulate: bool,
 ) {
-    product_parallel(backend(), dims, dst, lhs, rhs, alpha, accumulate)
-}
-
-/// [`sgemm_parallel`] through `blas`, or the `gemm` crate when `None`.
-///
-/// # Safety
-/// As for [`sgemm`].
-unsafe fn product_parallel(
-    blas: Option<&Blas>,
-    (m, n, k): (usize, usize, usize),
-    dst: MatMut,
-    lhs: Mat,
-    rhs: Mat,
-    alpha: f32,
-    accumulate: bool,
-) {
-    let threads = rayon::current_num_threads();
-    if blas.is_some() || threads <= 1 || m * n * k < PARALLEL_MIN_WORK {
-        return product(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate);
-    }
-    let by_rows = m >= n;
-    let extent = if by_rows { m } else { n };
-    let block = extent.div_ceil(threads).next_multiple_of(16).min(extent);
-    (0..extent.div_ceil(block)).into_par_iter().for_each(|b| {
-        let start = b * block;
-        let len = block.min(extent - start);
-        // SAFETY: each task's block of `dst` is disjoint; its operand views stay inside the
-        // caller's matrices.
-        unsafe {
-            if by_rows {
-                product(
-                    blas,
-                    (len, n, k),
-                    dst.offset_rows(start),
-                    lhs.offset_rows(start),
-                    rhs,
-                    alpha,
-                    accumulate,
-                )
-            } else {
-                product(
-                    blas,
-                    (m, len, k),
-                    dst.offset_cols(start),
-                    lhs,
-                    rhs.offset_cols(start),
-                    alpha,
-                    accumulate,
-                )
-            }
-        }
-    });
+    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, true)
 }
 
 #[cfg(test)]
@@ -353,7 +283,7 @@ mod tests {
                     let mut c = vec![1f32; m * n];
                     // SAFETY: the operands address full (m×k), (k×n), (m×n) matrices.
                     unsafe {
-                        product_parallel(
+                        product(
                             blas,
                             (m, n, k),
                             MatMut::rows(c.as_mut_ptr(), n),
@@ -361,6 +291,7 @@ mod tests {
                             rhs,
                             0.5,
                             accumulate,
+                            true,
                         )
                     };
                     for (got, want) in c.iter().zip(&want) {
