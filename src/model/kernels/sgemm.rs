@@ -4,10 +4,14 @@
 
 use std::ffi::c_int;
 
+use rayon::prelude::*;
+
 use super::blas::{backend, Blas, CBLAS_NO_TRANS, CBLAS_ROW_MAJOR, CBLAS_TRANS};
 
-/// Below this many multiply-adds the `gemm` crate runs a product on the calling thread.
+/// Below this many multiply-adds a product runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
+/// Blocks of a split product start at multiples of this many rows or columns.
+const BLOCK_ALIGN: usize = 16;
 
 /// A strided f32 matrix: element `(i, j)` at `ptr + i * row_stride + j * col_stride`.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +52,15 @@ impl Mat {
         }
     }
 
+    /// The same matrix starting `elements` further on.
+    fn offset(self, elements: usize) -> Mat {
+        Mat {
+            // SAFETY (of later reads): callers offset within the matrix the caller addressed.
+            ptr: self.ptr.wrapping_add(elements),
+            ..self
+        }
+    }
+
     /// CBLAS transpose flag and leading dimension, if the layout is one CBLAS takes.
     fn cblas(&self) -> Option<(c_int, c_int)> {
         if self.col_stride == 1 {
@@ -78,12 +91,17 @@ impl MatMut {
     fn ptr(&self) -> *mut f32 {
         self.0.ptr.cast_mut()
     }
+
+    /// The same matrix starting `elements` further on.
+    fn offset(self, elements: usize) -> MatMut {
+        MatMut(self.0.offset(elements))
+    }
 }
 
-/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread, through the
-/// `gemm` crate (for the small products that tasks of the pool run side by side; a BLAS call
-/// there would wait for the BLAS's lock); `accumulate` adds to `dst`, otherwise `dst` is only
-/// written (it may be uninitialised).
+/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread (for the small
+/// products that tasks of the pool run side by side): through the loaded BLAS when it may be
+/// called concurrently, else the `gemm` crate. `accumulate` adds to `dst`, otherwise `dst` is
+/// only written (it may be uninitialised).
 ///
 /// # Safety
 /// Every operand must address its full strided matrix, and `dst` must not overlap the others.
@@ -95,11 +113,28 @@ pub(crate) unsafe fn sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    product(None, dims, dst, lhs, rhs, alpha, accumulate, false)
+    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, false)
 }
 
-/// [`sgemm`] through `blas`, or the `gemm` crate when `None` (over rayon's pool when `parallel`
-/// and the product is large).
+/// [`sgemm`] on every thread of rayon's pool: row or column blocks, one BLAS call each, when the
+/// loaded BLAS may be called concurrently; one call under its lock when it may not; the `gemm`
+/// crate's own rayon parallelism without a BLAS.
+///
+/// # Safety
+/// As for [`sgemm`].
+pub(crate) unsafe fn sgemm_parallel(
+    dims: (usize, usize, usize),
+    dst: MatMut,
+    lhs: Mat,
+    rhs: Mat,
+    alpha: f32,
+    accumulate: bool,
+) {
+    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, true)
+}
+
+/// [`sgemm`] through `blas`, or the `gemm` crate when `None` or when `blas` takes one call at a
+/// time and the caller is a task of the pool (`!parallel`).
 ///
 /// # Safety
 /// As for [`sgemm`].
@@ -117,28 +152,36 @@ unsafe fn product(
     if m == 0 || n == 0 {
         return;
     }
-    if let (Some(blas), Some((ta, lda)), Some((tb, ldb)), true) =
-        (blas, lhs.cblas(), rhs.cblas(), dst.0.col_stride == 1)
-    {
-        let beta = if accumulate { 1.0 } else { 0.0 };
-        let _one_call_at_a_time = blas.lock.lock().unwrap_or_else(|e| e.into_inner());
-        (blas.sgemm)(
-            CBLAS_ROW_MAJOR,
-            ta,
-            tb,
-            m as c_int,
-            n as c_int,
-            k as c_int,
-            alpha,
-            lhs.ptr,
-            lda,
-            rhs.ptr,
-            ldb,
-            beta,
-            dst.ptr(),
-            dst.0.row_stride.max(1) as c_int,
-        );
-        return;
+    if let (Some(blas), true, true, true) = (
+        blas,
+        lhs.cblas().is_some(),
+        rhs.cblas().is_some(),
+        dst.0.col_stride == 1,
+    ) {
+        match (&blas.lock, parallel) {
+            (None, true) => {
+                let (by_rows, blocks) = blocks(m, n, k, rayon::current_num_threads());
+                blocks.into_par_iter().for_each(|(start, len)| {
+                    let (dims, dst, lhs, rhs) = if by_rows {
+                        let lhs = lhs.offset(start * lhs.row_stride);
+                        ((len, n, k), dst.offset(start * dst.0.row_stride), lhs, rhs)
+                    } else {
+                        let rhs = rhs.offset(start * rhs.col_stride);
+                        ((m, len, k), dst.offset(start), lhs, rhs)
+                    };
+                    // SAFETY: the blocks tile `dst` without overlap and address parts of the
+                    // caller's operands.
+                    unsafe { cblas_sgemm(blas, dims, dst, lhs, rhs, alpha, accumulate) };
+                });
+                return;
+            }
+            (None, false) => return cblas_sgemm(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate),
+            (Some(lock), true) => {
+                let _one_call_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+                return cblas_sgemm(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate);
+            }
+            (Some(_), false) => {}
+        }
     }
     if k == 0 && !accumulate {
         for i in 0..m {
@@ -175,20 +218,57 @@ unsafe fn product(
     );
 }
 
-/// [`sgemm`] on every thread: one call of the loaded BLAS (which runs it on its own threads),
-/// else the `gemm` crate over rayon's pool.
+/// One `cblas_sgemm` of `blas` on the calling thread.
 ///
 /// # Safety
-/// As for [`sgemm`].
-pub(crate) unsafe fn sgemm_parallel(
-    dims: (usize, usize, usize),
+/// As for [`sgemm`]; `lhs` and `rhs` must be CBLAS layouts and `dst` row-major.
+unsafe fn cblas_sgemm(
+    blas: &Blas,
+    (m, n, k): (usize, usize, usize),
     dst: MatMut,
     lhs: Mat,
     rhs: Mat,
     alpha: f32,
     accumulate: bool,
 ) {
-    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, true)
+    let (Some((ta, lda)), Some((tb, ldb))) = (lhs.cblas(), rhs.cblas()) else {
+        unreachable!("product checks the layouts before calling cblas_sgemm");
+    };
+    (blas.sgemm)(
+        CBLAS_ROW_MAJOR,
+        ta,
+        tb,
+        m as c_int,
+        n as c_int,
+        k as c_int,
+        alpha,
+        lhs.ptr,
+        lda,
+        rhs.ptr,
+        ldb,
+        if accumulate { 1.0 } else { 0.0 },
+        dst.ptr(),
+        dst.0.row_stride.max(1) as c_int,
+    );
+}
+
+/// How an `m×n×k` product is split over `threads`: by rows of the output when it has at least
+/// as many rows as columns, else by columns, into `(start, len)` blocks of similar size (one
+/// block when the product is small).
+fn blocks(m: usize, n: usize, k: usize, threads: usize) -> (bool, Vec<(usize, usize)>) {
+    let by_rows = m >= n;
+    let extent = if by_rows { m } else { n };
+    let parts = if m * n * k < PARALLEL_MIN_WORK {
+        1
+    } else {
+        threads.clamp(1, extent.div_ceil(BLOCK_ALIGN))
+    };
+    let step = extent.div_ceil(parts).next_multiple_of(BLOCK_ALIGN);
+    let blocks = (0..extent)
+        .step_by(step)
+        .map(|start| (start, step.min(extent - start)))
+        .collect();
+    (by_rows, blocks)
 }
 
 #[cfg(test)]
@@ -233,6 +313,34 @@ mod tests {
     }
 
     #[test]
+    fn blocks_tile_the_split_dimension() {
+        for (m, n, k, threads) in [
+            (4096, 768, 256, 2),
+            (70, 130, 40, 2),
+            (100, 10, 1000, 3),
+            (8, 8, 8, 4),
+        ] {
+            let (by_rows, blocks) = blocks(m, n, k, threads);
+            assert_eq!(by_rows, m >= n);
+            let extent = if by_rows { m } else { n };
+            let mut next = 0;
+            for (start, len) in &blocks {
+                assert_eq!((*start, *start % BLOCK_ALIGN), (next, 0));
+                assert!(*len > 0);
+                next = start + len;
+            }
+            assert_eq!(next, extent);
+            assert!(blocks.len() <= threads);
+        }
+        assert_eq!(
+            blocks(8, 8, 8, 4).1.len(),
+            1,
+            "a small product is not split"
+        );
+        assert_eq!(blocks(4096, 768, 256, 2).1, vec![(0, 2048), (2048, 2048)]);
+    }
+
+    #[test]
     fn concurrent_calls_give_the_same_bits() {
         let (m, n, k) = (64, 48, 32);
         let a = data(m * k, 3);
@@ -264,7 +372,7 @@ mod tests {
     }
 
     fn check_products(blas: Option<&Blas>) {
-        for (m, n, k) in [(3, 5, 7), (130, 70, 40), (64, 300, 33)] {
+        for (m, n, k) in [(3, 5, 7), (130, 70, 40), (64, 300, 33), (70, 130, 40)] {
             for (a_t, b_t) in [(false, false), (false, true), (true, false), (true, true)] {
                 let a = data(m * k, 1);
                 let b = data(k * n, 2);
@@ -279,7 +387,9 @@ mod tests {
                     Mat::rows(&b, n)
                 };
                 let want = naive(m, n, k, &a, a_t, &b, b_t);
-                for accumulate in [false, true] {
+                for (accumulate, parallel) in
+                    [(false, false), (true, false), (false, true), (true, true)]
+                {
                     let mut c = vec![1f32; m * n];
                     // SAFETY: the operands address full (m×k), (k×n), (m×n) matrices.
                     unsafe {
@@ -291,14 +401,14 @@ mod tests {
                             rhs,
                             0.5,
                             accumulate,
-                            true,
+                            parallel,
                         )
                     };
                     for (got, want) in c.iter().zip(&want) {
                         let want = 0.5 * want + if accumulate { 1.0 } else { 0.0 };
                         assert!(
                             (*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{m}x{n}x{k} a_t={a_t} b_t={b_t} acc={accumulate}: {got} vs {want}"
+                            "{m}x{n}x{k} a_t={a_t} b_t={b_t} acc={accumulate} par={parallel}: {got} vs {want}"
                         );
                     }
                 }
