@@ -76,7 +76,9 @@ pub fn adamw_step(
             simd::vectorized(
                 #[inline(always)]
                 || {
-                    for i in 0..p.len() {
+                    let n = p.len();
+                    let (m, v, g) = (&mut m[..n], &mut v[..n], &g[..n]);
+                    for i in 0..n {
                         let pd = p[i] * c.decay + 0.0;
                         let diff = g[i] - m[i];
                         let mi = if c.lerp_from_grad {

@@ -145,6 +145,7 @@ impl CustomOp3 for LnModulate {
                                 let b = (chunk * ROWS + r) / self.tokens;
                                 let (sh, sc) = (&shift[b * d..][..d], &scale[b * d..][..d]);
                                 let (mean, rstd) = moments(x, self.eps);
+                                let (y, x) = (&mut y[..d], &x[..d]);
                                 for i in 0..d {
                                     y[i] = (x[i] - mean) * rstd * (1.0 + sc[i]) + sh[i];
                                 }
@@ -212,6 +213,8 @@ impl CustomOp3 for LnModulateBwd {
                 .for_each(|(b, (dx, (dsh, dsc)))| {
                     let sc = &scale[b * d..][..d];
                     let mut g = vec![0f32; d];
+                    // Slices of length `d` exactly, so the loops below carry no bounds checks.
+                    let (g, dsh, dsc) = (&mut g[..d], &mut dsh[..d], &mut dsc[..d]);
                     simd::vectorized(
                         #[inline(always)]
                         || {
@@ -287,6 +290,7 @@ impl CustomOp3 for GatedAdd {
                             {
                                 let b = (chunk * ROWS + r) / self.tokens;
                                 let g = &gate[b * d..][..d];
+                                let (y, x, a) = (&mut y[..d], &x[..d], &a[..d]);
                                 for i in 0..d {
                                     y[i] = x[i] + a[i] * g[i];
                                 }
@@ -350,7 +354,7 @@ impl CustomOp3 for GatedAddBwd {
                 .zip(dgate.par_chunks_mut(d))
                 .enumerate()
                 .for_each(|(b, (da, dg))| {
-                    let gt = &gate[b * d..][..d];
+                    let (gt, dg) = (&gate[b * d..][..d], &mut dg[..d]);
                     simd::vectorized(
                         #[inline(always)]
                         || {

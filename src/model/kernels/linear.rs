@@ -387,8 +387,8 @@ impl CustomOp1 for ColumnSum {
                     #[inline(always)]
                     || {
                         for row in block.chunks_exact(c) {
-                            for i in 0..c {
-                                acc[i] += row[i];
+                            for (a, v) in acc.iter_mut().zip(row) {
+                                *a += v;
                             }
                         }
                     },
