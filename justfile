@@ -21,8 +21,15 @@ lint:
 # CPU_SMALL and NAMO64 with the fused kernels on and off, GFLOP/s, peak RSS; writes
 # target/bench/perf.json. `FLOWRUN_FUSED=0` switches the fused kernels off in every binary; the
 # fused kernels use OpenBLAS when installed (`just install-openblas`), see README "CPU speed".
+# PyTorch runs the same measurements in the same run when installed (`just install-torch-reference`).
 bench:
     cargo bench --bench perf
+
+# PyTorch 2.15 for the side-by-side figures of `just bench` (a venv under target/; PyPI's Linux
+# wheel brings ~3 GB of CUDA libraries, unused here).
+install-torch-reference:
+    python3 -m venv target/torch-venv
+    target/torch-venv/bin/pip install torch==2.15.0 numpy
 
 # Debian's threaded OpenBLAS, which the fused CPU kernels load at run time (root).
 install-openblas:

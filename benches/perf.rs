@@ -5,15 +5,20 @@
 //!   the system has it, see `kernels::set_blas`), for the ceiling each path's gemm reaches.
 //! * Training samples/s (forward, backward, AdamW lr 1e-4 wd 0.01; CondOT flow-matching MSE)
 //!   of CPU_SMALL at batch 64 and NAMO64 at batch 16, and 20-step Euler sampling evaluations/s
-//!   at batch 16, each with the fused kernels on and off (`FLOWRUN_FUSED`), steps interleaved
-//!   so that both paths see the same machine load.
+//!   at batch 16 (median of 3 solves), each with the fused kernels on and off
+//!   (`FLOWRUN_FUSED`), steps interleaved so that both paths see the same machine load.
 //! * Achieved GFLOP/s from the FLOP counts, the fraction of the 198 GFLOP/s f32 peak,
 //!   the fraction of this run's sgemm rate (which follows the machine's load, unlike the peak),
 //!   and the process's peak RSS.
+//! * The same training and sampling figures from PyTorch on this machine, in this run
+//!   (`benches/torch_reference.py`, run just before and just after flowrun's measurements of
+//!   each configuration; the table has the mean of the two, the notes both), when a
+//!   Python with torch is found: `TORCH_REFERENCE_PYTHON`, else `target/torch-venv/bin/python`
+//!   (`just install-torch-reference`), else `python3`.
 //!
 //! Ratios are flowrun over the upper end of the PyTorch 2.15 eager range (2 threads, same kind
-//! of machine). The table is printed and written to `<target dir>/bench/perf.json`.
-//! Run with `just bench` (or `cargo bench --bench perf`).
+//! of machine), and over PyTorch measured in this run. The table is printed and written to
+//! `<target dir>/bench/perf.json`. Run with `just bench` (or `cargo bench --bench perf`).
 
 use std::process::Command;
 use std::time::Instant;
@@ -34,10 +39,14 @@ const PEAK_GFLOPS: f64 = 198.0;
 /// Sampling batch and Euler steps.
 const SAMPLE_BATCH: usize = 16;
 const EULER_STEPS: usize = 20;
+/// Timed sampling solves per mode.
+const SAMPLE_REPEATS: usize = 3;
 
 /// One network configuration with its batch size, FLOP counts and PyTorch ranges.
 struct Case {
     name: &'static str,
+    /// Its name for `torch_reference.py`.
+    torch_name: &'static str,
     net: DitConfig,
     train_batch: usize,
     timed_steps: usize,
@@ -96,8 +105,8 @@ fn train_rates(case: &Case, dev: &Device) -> Res<[f64; 2]> {
     Ok(times.map(|t| case.train_batch as f64 / median(t)))
 }
 
-/// Network evaluations/s of one 20-step Euler solve at batch 16 per mode, after a one-step
-/// warm-up solve.
+/// Network evaluations/s of a 20-step Euler solve at batch 16 per mode (median of
+/// [`SAMPLE_REPEATS`] solves, the modes interleaved), after a one-step warm-up solve each.
 fn sample_rates(case: &Case, dev: &Device) -> Res<[f64; 2]> {
     let mut rng = Rng::new(1);
     let config = GenerativeConfig::flow_matching(case.net.clone());
@@ -110,18 +119,25 @@ fn sample_rates(case: &Case, dev: &Device) -> Res<[f64; 2]> {
         rtol: 1e-5,
         max_steps: 10_000,
     };
-    let mut rates = [0.0; 2];
-    for (m, (on, _)) in MODES.iter().enumerate() {
-        kernels::set_fused(*on);
+    for (on, _) in MODES {
+        kernels::set_fused(on);
         module.sample(&context, &plan(1), 0)?;
-        let start = Instant::now();
-        let out = module.sample(&context, &plan(EULER_STEPS), 7)?;
-        if out.stats.nfe != EULER_STEPS {
-            return Err(format!("{}: Euler took {} evaluations", case.name, out.stats.nfe).into());
-        }
-        rates[m] = out.stats.nfe as f64 / start.elapsed().as_secs_f64();
     }
-    Ok(rates)
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..SAMPLE_REPEATS {
+        for (m, (on, _)) in MODES.iter().enumerate() {
+            kernels::set_fused(*on);
+            let start = Instant::now();
+            let out = module.sample(&context, &plan(EULER_STEPS), 7)?;
+            if out.stats.nfe != EULER_STEPS {
+                return Err(
+                    format!("{}: Euler took {} evaluations", case.name, out.stats.nfe).into(),
+                );
+            }
+            rates[m].push(out.stats.nfe as f64 / start.elapsed().as_secs_f64());
+        }
+    }
+    Ok(rates.map(median))
 }
 
 /// GFLOP/s at 2048² (median of 3 after a warm-up) of candle's f32 matmul and of the fused
@@ -147,6 +163,54 @@ fn sgemm_gflops(dev: &Device) -> Res<(f64, f64)> {
         rate(&|| a.matmul(&b))?,
         rate(&|| kernels::linear(&a, &bt, None))?,
     ))
+}
+
+/// PyTorch's figures for one configuration, measured on this machine now.
+struct TorchRates {
+    /// Version string torch reports.
+    version: String,
+    /// Training samples/s and 20-step Euler sampling evaluations/s.
+    train: f64,
+    sample: f64,
+}
+
+/// The Python that runs `torch_reference.py`.
+fn torch_python() -> String {
+    if let Ok(python) = std::env::var("TORCH_REFERENCE_PYTHON") {
+        return python;
+    }
+    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/torch-venv/bin/python");
+    if std::path::Path::new(venv).exists() {
+        venv.to_string()
+    } else {
+        "python3".to_string()
+    }
+}
+
+/// Runs `benches/torch_reference.py` for `config` (`cpu_small` or `namo64`); the error says
+/// why it could not (no torch, for one).
+fn torch_rates(config: &str) -> Res<TorchRates> {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_reference.py");
+    let out = Command::new(torch_python())
+        .args([script, config])
+        .output()?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("no output").to_string();
+        return Err(last.into());
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap_or(""))?;
+    let number = |key: &str| -> Res<f64> {
+        json[key]
+            .as_f64()
+            .ok_or_else(|| format!("torch_reference.py printed no '{key}'").into())
+    };
+    Ok(TorchRates {
+        version: json["torch"].as_str().unwrap_or("?").to_string(),
+        train: number("train")?,
+        sample: number("sample")?,
+    })
 }
 
 /// Median wall time of `train --cfg job` in ms (20 runs after 3 warm-up runs).
@@ -185,6 +249,7 @@ fn main() -> Res<()> {
     let cases = [
         Case {
             name: "CPU_SMALL",
+            torch_name: "cpu_small",
             net: DitConfig::cpu_small(),
             train_batch: 64,
             timed_steps: 4,
@@ -195,6 +260,7 @@ fn main() -> Res<()> {
         },
         Case {
             name: "NAMO64",
+            torch_name: "namo64",
             net: DitConfig::namo64(),
             train_batch: 16,
             timed_steps: 3,
@@ -220,40 +286,80 @@ fn main() -> Res<()> {
     );
     println!("train --cfg job: {cfg_ms:.2} ms (median of 20 processes)");
     println!(
-        "{:<10} {:<22} {:<6} {:>9} {:>12} {:>8} {:>8} {:>7} {:>7}",
-        "config", "measure", "path", "flowrun", "pytorch", "ratio*", "GFLOP/s", "%peak", "%sgemm†"
+        "{:<10} {:<22} {:<6} {:>9} {:>12} {:>8} {:>9} {:>8} {:>8} {:>7} {:>7}",
+        "config",
+        "measure",
+        "path",
+        "flowrun",
+        "pytorch",
+        "ratio*",
+        "torch now",
+        "ratio‡",
+        "GFLOP/s",
+        "%peak",
+        "%sgemm†"
     );
     let mut rows = Vec::new();
+    let mut torch_notes = Vec::new();
     for case in &cases {
+        let torch_before = torch_rates(case.torch_name);
         let train = train_rates(case, &dev)?;
         let sample = sample_rates(case, &dev)?;
+        let torch = torch_before
+            .and_then(|before| Ok((before, torch_rates(case.torch_name)?)))
+            .map_err(|e| torch_notes.push(format!("{}: not run ({e})", case.name)))
+            .ok()
+            .map(|(before, after)| {
+                torch_notes.push(format!(
+                    "{}: torch {}, before/after: train {:.2}/{:.2}, sample {:.2}/{:.2}",
+                    case.name,
+                    before.version,
+                    before.train,
+                    after.train,
+                    before.sample,
+                    after.sample
+                ));
+                TorchRates {
+                    version: before.version,
+                    train: (before.train + after.train) / 2.0,
+                    sample: (before.sample + after.sample) / 2.0,
+                }
+            });
         let measures = [
             (
                 format!("train samples/s b={}", case.train_batch),
                 train,
                 case.torch_train,
+                torch.as_ref().map(|t| t.train),
                 case.flops_train,
             ),
             (
                 format!("sample evals/s b={SAMPLE_BATCH}"),
                 sample,
                 case.torch_sample,
+                torch.as_ref().map(|t| t.sample),
                 case.flops_fwd * SAMPLE_BATCH as f64,
             ),
         ];
-        for (measure, values, (lo, hi), flops) in measures {
+        for (measure, values, (lo, hi), torch_now, flops) in measures {
             for (m, (_, path)) in MODES.iter().enumerate() {
                 let value = values[m];
                 let gflops = value * flops / 1e9;
                 let path_sgemm = if m == 0 { sgemm_fused } else { sgemm };
+                let (now, ratio_now) = match torch_now {
+                    Some(t) => (format!("{t:.2}"), format!("{:.2}x", value / t)),
+                    None => ("-".to_string(), "-".to_string()),
+                };
                 println!(
-                    "{:<10} {:<22} {:<6} {:>9.2} {:>12} {:>7.2}x {:>8.1} {:>6.1}% {:>6.0}%",
+                    "{:<10} {:<22} {:<6} {:>9.2} {:>12} {:>7.2}x {:>9} {:>8} {:>8.1} {:>6.1}% {:>6.0}%",
                     case.name,
                     measure,
                     path,
                     value,
                     format!("{lo}-{hi}"),
                     value / hi,
+                    now,
+                    ratio_now,
                     gflops,
                     100.0 * gflops / PEAK_GFLOPS,
                     100.0 * gflops / path_sgemm
@@ -266,6 +372,8 @@ fn main() -> Res<()> {
                     "pytorch_low": lo,
                     "pytorch_high": hi,
                     "ratio_to_pytorch_high": value / hi,
+                    "pytorch_this_run": torch_now,
+                    "ratio_to_pytorch_this_run": torch_now.map(|t| value / t),
                     "gflops": gflops,
                     "fraction_of_peak": gflops / PEAK_GFLOPS,
                     "fraction_of_sgemm": gflops / path_sgemm,
@@ -278,6 +386,10 @@ fn main() -> Res<()> {
     println!(
         "† against the sgemm that path uses: the fused kernels' for fused, candle's for plain"
     );
+    println!(
+        "‡ ratio = flowrun / PyTorch eager (2 threads), mean of runs just before and after flowrun's:"
+    );
+    println!("  {}", torch_notes.join("\n  "));
     if let Some(rss) = rss {
         println!("peak RSS of this process: {rss:.0} MiB");
     }
@@ -294,6 +406,7 @@ fn main() -> Res<()> {
         "fused_sgemm": blas,
         "cfg_job_ms": cfg_ms,
         "peak_rss_mib": rss,
+        "pytorch_this_run": torch_notes,
         "rows": rows,
     });
     std::fs::write(&file, serde_json::to_string_pretty(&report)?)?;
