@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, D};
 use rayon::prelude::*;
 
-use super::sgemm::{sgemm, Mat, MatMut};
+use super::sgemm::{sgemm, Mat, MatMut, Threads};
 use super::{applies, simd, slice, uninit_output};
 
 /// Softmax attention over `qkv (B, N, 3D)` with `heads` heads; returns `(B, N, D)`.
@@ -108,7 +108,7 @@ unsafe fn matmul(
         col_stride,
     };
     let dst = MatMut::strided(dst.0, dst.1, dst.2);
-    sgemm(dims, dst, mat(lhs), mat(rhs), beta, false)
+    sgemm(Threads::Caller, dims, dst, mat(lhs), mat(rhs), beta, false)
 }
 
 /// Row-wise softmax in place over rows of length `n`.

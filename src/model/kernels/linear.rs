@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Te
 use rayon::prelude::*;
 
 use super::gelu::{gelu_grad_into, gelu_into};
-use super::sgemm::{sgemm_parallel, Mat, MatMut};
+use super::sgemm::{sgemm, Mat, MatMut, Threads};
 use super::{applies, simd, slice, uninit_output};
 
 /// Rows per block of the bias fill and of the bias-gradient column sum.
@@ -195,7 +195,8 @@ impl CustomOp2 for Product {
         let product = |dst: &mut [f32]| {
             // SAFETY: lhs, rhs address the full stored matrices; dst has m·n elements.
             unsafe {
-                sgemm_parallel(
+                sgemm(
+                    Threads::Pool,
                     dims,
                     MatMut::rows(dst.as_mut_ptr(), n),
                     lhs,
@@ -259,7 +260,17 @@ fn affine_rows(
     // SAFETY: `b` has n elements (checked above), so every row of n is assigned.
     let mut out = unsafe { uninit_output(m * n, bias_rows) };
     // SAFETY: lhs, rhs address the full stored matrices; out holds m·n initialised floats.
-    unsafe { sgemm_parallel(dims, MatMut::rows(out.as_mut_ptr(), n), lhs, rhs, 1.0, true) };
+    unsafe {
+        sgemm(
+            Threads::Pool,
+            dims,
+            MatMut::rows(out.as_mut_ptr(), n),
+            lhs,
+            rhs,
+            1.0,
+            true,
+        )
+    };
     Ok((out, product_shape(false, l1, m, n)))
 }
 

@@ -1,6 +1,6 @@
 //! The f32 matrix products of the fused kernels: `cblas_sgemm` of the loaded BLAS
 //! ([`super::blas`]) when there is one, else the `gemm` crate (candle's own CPU gemm), on the
-//! calling thread ([`sgemm`]) or on every thread ([`sgemm_parallel`]).
+//! calling thread or on every thread of rayon's pool ([`sgemm`] with [`Threads`]).
 
 use std::ffi::c_int;
 
@@ -98,14 +98,27 @@ impl MatMut {
     }
 }
 
-/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)` on the calling thread (for the small
-/// products that tasks of the pool run side by side): through the loaded BLAS when it may be
-/// called concurrently, else the `gemm` crate. `accumulate` adds to `dst`, otherwise `dst` is
-/// only written (it may be uninitialised).
+/// Which threads run one product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// The calling thread alone: for the small products that tasks of the pool run side by side.
+    Caller,
+    /// Every thread of rayon's pool.
+    Pool,
+}
+
+/// `dst (m×n) = [dst +] alpha · lhs (m×k) · rhs (k×n)`; `accumulate` adds to `dst`, otherwise
+/// `dst` is only written (it may be uninitialised).
+///
+/// On the calling thread, the loaded BLAS is used when it may be called concurrently, else the
+/// `gemm` crate. On the pool: row or column blocks, one BLAS call each, when the BLAS may be
+/// called concurrently; one call under its lock when it may not; the `gemm` crate's own rayon
+/// parallelism without a BLAS.
 ///
 /// # Safety
 /// Every operand must address its full strided matrix, and `dst` must not overlap the others.
 pub(crate) unsafe fn sgemm(
+    threads: Threads,
     dims: (usize, usize, usize),
     dst: MatMut,
     lhs: Mat,
@@ -113,24 +126,8 @@ pub(crate) unsafe fn sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, false)
-}
-
-/// [`sgemm`] on every thread of rayon's pool: row or column blocks, one BLAS call each, when the
-/// loaded BLAS may be called concurrently; one call under its lock when it may not; the `gemm`
-/// crate's own rayon parallelism without a BLAS.
-///
-/// # Safety
-/// As for [`sgemm`].
-pub(crate) unsafe fn sgemm_parallel(
-    dims: (usize, usize, usize),
-    dst: MatMut,
-    lhs: Mat,
-    rhs: Mat,
-    alpha: f32,
-    accumulate: bool,
-) {
-    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, true)
+    let parallel = threads == Threads::Pool;
+    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, parallel)
 }
 
 /// [`sgemm`] through `blas`, or the `gemm` crate when `None` or when `blas` takes one call at a
@@ -349,7 +346,8 @@ mod tests {
             let mut c = vec![0f32; m * n];
             // SAFETY: the operands address full (m×k), (k×n)ᵀ and (m×n) matrices.
             unsafe {
-                sgemm_parallel(
+                sgemm(
+                    Threads::Pool,
                     (m, n, k),
                     MatMut::rows(c.as_mut_ptr(), n),
                     Mat::rows(&a, k),
