@@ -5,17 +5,19 @@
 //! against 111 GFLOP/s); without it [`super::sgemm`] uses the `gemm` crate (candle's own CPU
 //! gemm).
 //!
-//! Threading: rayon's pool is the only one that runs. A threaded OpenBLAS build is pinned to one
-//! thread and called from every rayon task at once (its buffer allocator takes a lock, so
+//! Threading: rayon's pool is the only one that runs. The pthreads OpenBLAS build is pinned to
+//! one thread and called from every rayon task at once (its buffer allocator takes a lock, so
 //! concurrent calls are safe: 0 of 2×400 concurrent products differed in a C harness), and a
 //! large product is split into blocks, one call per block. OpenBLAS's own worker threads would
 //! otherwise spin in `sched_yield` between calls and take the cores from rayon's kernels (15% of
 //! a NAMO64 training step's samples, measured). The single-threaded build shares its buffers
-//! between callers (61–68 of 400 concurrent products differed), so its calls never overlap.
+//! between callers (61–68 of 400 concurrent products differed), so its calls never overlap; so do
+//! those of an OpenMP build, which was not checked.
 //!
-//! The choice is the `blas` setting (`FLOWRUN_BLAS`): `auto` (the default: a threaded OpenBLAS if
-//! one loads, Debian's `libopenblas0-pthread` first), `on` (OpenBLAS of either build, or an error), `off`
-//! (the `gemm` crate always), or a library name or path to load, which must then load.
+//! The choice is the `blas` setting (`FLOWRUN_BLAS`): `auto` (the default: a pthreads OpenBLAS
+//! if one loads, Debian's `libopenblas0-pthread` first), `on` (OpenBLAS of any build, or an
+//! error), `off` (the `gemm` crate always), or a library name or path to load, which must then
+//! load.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::sync::{Mutex, OnceLock};
@@ -140,26 +142,29 @@ pub(super) fn open(library: &str) -> Result<Blas, BlasLoadError> {
         .map(|v| v.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|| "CBLAS".to_string());
     let parallel = symbol(handle, "openblas_get_parallel");
-    let threaded = if parallel.is_null() {
+    let build = if parallel.is_null() {
         None
     } else {
-        // SAFETY: OpenBLAS's `int openblas_get_parallel(void)`: 0 for the single-threaded build.
+        // SAFETY: OpenBLAS's `int openblas_get_parallel(void)`: 0 single-threaded, 1 pthreads,
+        // 2 OpenMP.
         let get: unsafe extern "C" fn() -> c_int = unsafe { std::mem::transmute(parallel) };
         // SAFETY: a plain query.
-        Some(unsafe { get() } != 0)
+        Some(unsafe { get() })
     };
     let set_threads = symbol(handle, "openblas_set_num_threads");
-    let concurrent = threaded == Some(true) && !set_threads.is_null();
+    // Only the pthreads build was checked for concurrent calls (see the module docs).
+    let concurrent = build == Some(1) && !set_threads.is_null();
     if concurrent {
         // SAFETY: OpenBLAS's `void openblas_set_num_threads(int)`.
         let set: unsafe extern "C" fn(c_int) = unsafe { std::mem::transmute(set_threads) };
         // SAFETY: called before any sgemm of this process.
         unsafe { set(1) };
     }
-    let threading = match threaded {
-        Some(true) if concurrent => "threaded build, one thread per call, calls side by side, ",
-        Some(true) => "threaded build, one call at a time, ",
-        Some(false) => "single-threaded build, one call at a time, ",
+    let threading = match build {
+        Some(1) if concurrent => "threaded build, one thread per call, calls side by side, ",
+        Some(0) => "single-threaded build, one call at a time, ",
+        Some(2) => "OpenMP build, one call at a time, ",
+        Some(_) => "threaded build, one call at a time, ",
         None => "one call at a time, ",
     };
     Ok(Blas {
