@@ -126,12 +126,20 @@ pub(crate) unsafe fn sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    let parallel = threads == Threads::Pool;
-    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, parallel)
+    product(backend(), dims, dst, lhs, rhs, alpha, accumulate, threads)
 }
 
-/// [`sgemm`] through `blas`, or the `gemm` crate when `None` or when `blas` takes one call at a
-/// time and the caller is a task of the pool (`!parallel`).
+/// CBLAS transpose flags and leading dimensions of a product's two operands: the same for every
+/// block of a split product.
+#[derive(Debug, Clone, Copy)]
+struct CblasLayout {
+    lhs: (c_int, c_int),
+    rhs: (c_int, c_int),
+}
+
+/// [`sgemm`] through `blas`, or the `gemm` crate when `None`, when an operand's layout is not
+/// one CBLAS takes, or when `blas` takes one call at a time and the caller is a task of the pool
+/// ([`Threads::Caller`]).
 ///
 /// # Safety
 /// As for [`sgemm`].
@@ -144,19 +152,20 @@ unsafe fn product(
     rhs: Mat,
     alpha: f32,
     accumulate: bool,
-    parallel: bool,
+    threads: Threads,
 ) {
     if m == 0 || n == 0 {
         return;
     }
-    if let (Some(blas), true, true, true) = (
-        blas,
-        lhs.cblas().is_some(),
-        rhs.cblas().is_some(),
-        dst.0.col_stride == 1,
-    ) {
-        match (&blas.lock, parallel) {
-            (None, true) => {
+    let cblas = match (blas, lhs.cblas(), rhs.cblas()) {
+        (Some(blas), Some(lhs), Some(rhs)) if dst.0.col_stride == 1 => {
+            Some((blas, CblasLayout { lhs, rhs }))
+        }
+        _ => None,
+    };
+    if let Some((blas, layout)) = cblas {
+        match (&blas.lock, threads) {
+            (None, Threads::Pool) => {
                 let (by_rows, blocks) = blocks(m, n, k, rayon::current_num_threads());
                 blocks.into_par_iter().for_each(|(start, len)| {
                     let (dims, dst, lhs, rhs) = if by_rows {
@@ -168,16 +177,18 @@ unsafe fn product(
                     };
                     // SAFETY: the blocks tile `dst` without overlap and address parts of the
                     // caller's operands.
-                    unsafe { cblas_sgemm(blas, dims, dst, lhs, rhs, alpha, accumulate) };
+                    unsafe { cblas_sgemm(blas, layout, dims, dst, lhs, rhs, alpha, accumulate) };
                 });
                 return;
             }
-            (None, false) => return cblas_sgemm(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate),
-            (Some(lock), true) => {
-                let _one_call_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
-                return cblas_sgemm(blas, (m, n, k), dst, lhs, rhs, alpha, accumulate);
+            (None, Threads::Caller) => {
+                return cblas_sgemm(blas, layout, (m, n, k), dst, lhs, rhs, alpha, accumulate);
             }
-            (Some(_), false) => {}
+            (Some(lock), Threads::Pool) => {
+                let _one_call_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+                return cblas_sgemm(blas, layout, (m, n, k), dst, lhs, rhs, alpha, accumulate);
+            }
+            (Some(_), Threads::Caller) => {}
         }
     }
     if k == 0 && !accumulate {
@@ -207,7 +218,7 @@ unsafe fn product(
         false,
         false,
         false,
-        if parallel && m * n * k >= PARALLEL_MIN_WORK {
+        if threads == Threads::Pool && m * n * k >= PARALLEL_MIN_WORK {
             gemm::Parallelism::Rayon(rayon::current_num_threads())
         } else {
             gemm::Parallelism::None
@@ -218,9 +229,11 @@ unsafe fn product(
 /// One `cblas_sgemm` of `blas` on the calling thread.
 ///
 /// # Safety
-/// As for [`sgemm`]; `lhs` and `rhs` must be CBLAS layouts and `dst` row-major.
+/// As for [`sgemm`]; `layout` must be that of `lhs` and `rhs`, and `dst` row-major.
+#[allow(clippy::too_many_arguments)]
 unsafe fn cblas_sgemm(
     blas: &Blas,
+    layout: CblasLayout,
     (m, n, k): (usize, usize, usize),
     dst: MatMut,
     lhs: Mat,
@@ -228,9 +241,7 @@ unsafe fn cblas_sgemm(
     alpha: f32,
     accumulate: bool,
 ) {
-    let (Some((ta, lda)), Some((tb, ldb))) = (lhs.cblas(), rhs.cblas()) else {
-        unreachable!("product checks the layouts before calling cblas_sgemm");
-    };
+    let ((ta, lda), (tb, ldb)) = (layout.lhs, layout.rhs);
     (blas.sgemm)(
         CBLAS_ROW_MAJOR,
         ta,
@@ -385,9 +396,12 @@ mod tests {
                     Mat::rows(&b, n)
                 };
                 let want = naive(m, n, k, &a, a_t, &b, b_t);
-                for (accumulate, parallel) in
-                    [(false, false), (true, false), (false, true), (true, true)]
-                {
+                for (accumulate, threads) in [
+                    (false, Threads::Caller),
+                    (true, Threads::Caller),
+                    (false, Threads::Pool),
+                    (true, Threads::Pool),
+                ] {
                     let mut c = vec![1f32; m * n];
                     // SAFETY: the operands address full (m×k), (k×n), (m×n) matrices.
                     unsafe {
@@ -399,14 +413,14 @@ mod tests {
                             rhs,
                             0.5,
                             accumulate,
-                            parallel,
+                            threads,
                         )
                     };
                     for (got, want) in c.iter().zip(&want) {
                         let want = 0.5 * want + if accumulate { 1.0 } else { 0.0 };
                         assert!(
                             (*got as f64 - want).abs() < 1e-4 * (1.0 + want.abs()),
-                            "{m}x{n}x{k} a_t={a_t} b_t={b_t} acc={accumulate} par={parallel}: {got} vs {want}"
+                            "{m}x{n}x{k} a_t={a_t} b_t={b_t} acc={accumulate} {threads:?}: {got} vs {want}"
                         );
                     }
                 }
